@@ -1,0 +1,198 @@
+"""
+The worker's consumer for http.request: Django views over the channel layer.
+
+It reads the request body (from the message, then from its body channel when
+the body is large), runs ChannelHandler in a worker thread, and sends the
+response messages: the start message on the reply channel, further chunks on
+a single-reader body channel that the interface server drains as the client
+reads, which bounds memory on both sides.
+"""
+
+import asyncio
+import io
+import logging
+import tempfile
+
+from django.conf import settings
+
+from django_fork.channels.codecs import (
+    encode_response,
+    encode_streaming_parts,
+    error_response_messages,
+    response_body_message,
+    response_headers,
+    response_start_message,
+    validate_body_message,
+    validate_request_message,
+)
+from django_fork.channels.exceptions import ChannelFull, InvalidMessage
+from django_fork.channels.messages import HTTP_RESPONSE_BODY_PREFIX
+from django_fork.channels.names import new_channel_name, validate_channel_name
+from django_fork.core.handlers.channel import ChannelHandler
+
+logger = logging.getLogger("django_fork.channels.http")
+
+
+class RequestAborted(Exception):
+    """The client went away, or its body stopped arriving."""
+
+
+class HttpConsumer:
+    """Serve http.request messages with Django's handler."""
+
+    #: Seconds to wait for each further chunk of a request body.
+    body_timeout = 60
+
+    def __init__(self, worker):
+        self.worker = worker
+        self._handler = None
+
+    @property
+    def handler(self):
+        # Built on first use, once settings and apps are ready.
+        if self._handler is None:
+            self._handler = ChannelHandler()
+        return self._handler
+
+    @property
+    def layer(self):
+        return self.worker.layer
+
+    async def __call__(self, message):
+        try:
+            validate_request_message(message)
+        except InvalidMessage as e:
+            await self.refuse(message, e)
+            return
+        try:
+            body_file = await self.read_body(message)
+        except RequestAborted as e:
+            logger.info("Request to %s aborted: %s", message["path"], e)
+            return
+        except InvalidMessage as e:
+            await self.refuse(message, e)
+            return
+        try:
+            first, response = await self.worker.run_sync(
+                self.serve, message, body_file
+            )
+        finally:
+            body_file.close()
+        if first is not None:
+            await self.layer.send(message["reply_channel"], first)
+        if response is not None:
+            # An async streaming response: iterate it on the event loop.
+            await self.stream_async(message, response)
+
+    async def refuse(self, message, error):
+        """Log a malformed message; answer 400 if it names a reply channel."""
+        logger.warning("Dropped a malformed http.request message: %s", error)
+        reply_channel = message.get("reply_channel")
+        try:
+            validate_channel_name(reply_channel)
+        except ValueError:
+            return
+        try:
+            await self.layer.send(
+                reply_channel, error_response_messages(400, "Bad Request")
+            )
+        except ChannelFull:
+            pass
+
+    async def read_body(self, message):
+        """Return the request body as a file, spooled to disk when large."""
+        if not message["more_body"]:
+            return io.BytesIO(message["body"])
+        body_file = tempfile.SpooledTemporaryFile(
+            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
+        )
+        try:
+            body_file.write(message["body"])
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(
+                        self.layer.receive(message["body_channel"]),
+                        self.body_timeout,
+                    )
+                except asyncio.TimeoutError:
+                    raise RequestAborted("no body chunk within the timeout")
+                validate_body_message(chunk, "http.request.body")
+                if chunk["type"] == "http.disconnect":
+                    raise RequestAborted("the client disconnected")
+                body_file.write(chunk["body"])
+                if not chunk["more_body"]:
+                    break
+        except BaseException:
+            body_file.close()
+            raise
+        body_file.seek(0)
+        return body_file
+
+    def serve(self, message, body_file):
+        """
+        Run the view in this worker thread and send the response from here.
+
+        Return (start message, None) when the whole response fits in its start
+        message, for the event loop to send; (None, response) for an async
+        streaming response; (None, None) when everything was sent. The
+        response is closed in this thread, where its view ran, so
+        request_finished sees the thread's database connections.
+        """
+        response = self.handler(message, body_file)
+        if response.streaming and response.is_async:
+            return None, response
+        try:
+            body_channel = new_channel_name(
+                HTTP_RESPONSE_BODY_PREFIX, self.layer.client_prefix
+            )
+            messages = encode_response(
+                response, body_channel, self.handler.chunk_size
+            )
+            first = next(messages)
+            if not first["more_body"]:
+                return first, None
+            call = self.worker.call_from_thread
+            call(self.layer.send(message["reply_channel"], first))
+            for body_message in messages:
+                call(self.worker.send_stream(body_channel, body_message))
+        except ChannelFull:
+            logger.warning(
+                "Response to %s abandoned: its reader stopped reading.",
+                message["path"],
+            )
+        finally:
+            response.close()
+        return None, None
+
+    async def stream_async(self, message, response):
+        """Send a response whose content is an async iterator."""
+        body_channel = new_channel_name(
+            HTTP_RESPONSE_BODY_PREFIX, self.layer.client_prefix
+        )
+        try:
+            await self.layer.send(
+                message["reply_channel"],
+                response_start_message(
+                    response.status_code,
+                    response_headers(response),
+                    b"",
+                    True,
+                    body_channel,
+                ),
+            )
+            chunk_size = self.handler.chunk_size
+            async for part in response.streaming_content:
+                for body_message in encode_streaming_parts([part], chunk_size):
+                    if body_message["more_body"]:
+                        await self.worker.send_stream(body_channel, body_message)
+            await self.worker.send_stream(
+                body_channel, response_body_message(b"", False)
+            )
+        except ChannelFull:
+            logger.warning(
+                "Response to %s abandoned: its reader stopped reading.",
+                message["path"],
+            )
+        finally:
+            await self.worker.run_sync(response.close)
+

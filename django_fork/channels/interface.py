@@ -1,0 +1,317 @@
+"""
+The interface: an ASGI application that relays HTTP to the channel layer.
+
+Any ASGI server hosts it (uvicorn, daphne, hypercorn). For each request it
+sends an http.request message with a reply channel specific to this process,
+and relays the reply back to the client. Bodies larger than one chunk travel
+as chunk messages on single-reader body channels, in both directions, with
+the layer's channel capacity as the backpressure that bounds memory.
+
+Errors become plain responses: a full request channel or an unreachable layer
+gives 503 at once, no reply within the timeout gives 504, a body over the
+configured maximum gives 413.
+"""
+
+import asyncio
+import logging
+import time
+
+import django
+from django.conf import settings
+
+from django_fork.channels.codecs import (
+    DEFAULT_CHUNK_SIZE,
+    disconnect_message,
+    request_body_message,
+    request_message,
+    validate_body_message,
+)
+from django_fork.channels.exceptions import (
+    ChannelError,
+    ChannelFull,
+    InvalidMessage,
+    MessageTooLarge,
+    ReplyTimeout,
+)
+from django_fork.channels.layers import channel_layers
+from django_fork.channels.messages import (
+    HTTP_DISCONNECT_CHANNEL,
+    HTTP_REQUEST_BODY_PREFIX,
+    HTTP_REQUEST_CHANNEL,
+    HTTP_RESPONSE_PREFIX,
+)
+
+logger = logging.getLogger("django_fork.channels.interface")
+
+_REASONS = {
+    400: "Bad Request",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class ClientDisconnected(Exception):
+    """The HTTP client went away."""
+
+
+class _ResponseState:
+    """Whether the response has started: errors can then no longer be sent."""
+
+    started = False
+
+
+class InterfaceApplication:
+    """
+    Relay ASGI HTTP connections to workers over a channel layer.
+
+    Options default to settings: CHANNEL_HTTP_TIMEOUT (seconds to wait for
+    the start of a response and for each further chunk, default 60),
+    CHANNEL_CHUNK_SIZE (bytes per body message, default 256 KiB) and
+    CHANNEL_MAX_REQUEST_BODY_SIZE (bytes, default None: no limit beyond
+    Django's own).
+    """
+
+    def __init__(
+        self,
+        layer_alias="default",
+        timeout=None,
+        chunk_size=None,
+        max_request_body_size=None,
+    ):
+        self.layer_alias = layer_alias
+        self.timeout = (
+            timeout
+            if timeout is not None
+            else getattr(settings, "CHANNEL_HTTP_TIMEOUT", 60)
+        )
+        self.chunk_size = chunk_size or getattr(
+            settings, "CHANNEL_CHUNK_SIZE", DEFAULT_CHUNK_SIZE
+        )
+        self.max_request_body_size = (
+            max_request_body_size
+            if max_request_body_size is not None
+            else getattr(settings, "CHANNEL_MAX_REQUEST_BODY_SIZE", None)
+        )
+
+    @property
+    def layer(self):
+        return channel_layers[self.layer_alias]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            # WebSockets are relayed once the websocket channels exist;
+            # until then the handshake is refused.
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1000})
+        else:
+            raise ValueError("Unknown ASGI scope type %r." % scope["type"])
+
+    async def lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.layer.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def http(self, scope, receive, send):
+        layer = self.layer
+        reply_channel = await layer.new_channel(HTTP_RESPONSE_PREFIX)
+        chunks = self.read_chunks(receive)
+        try:
+            body, more_body = await anext(chunks)
+        except ClientDisconnected:
+            return
+        except MessageTooLarge as e:
+            await self.send_error(send, e.status_code, e)
+            return
+        body_channel = None
+        if more_body:
+            body_channel = await layer.new_channel(HTTP_REQUEST_BODY_PREFIX)
+        message = request_message(scope, reply_channel, body, more_body, body_channel)
+        try:
+            await layer.send(HTTP_REQUEST_CHANNEL, message)
+        except ChannelFull:
+            await self.send_error(send, 503, "The server is busy.")
+            return
+        except ChannelError as e:
+            logger.warning("Could not send a request: %s", e)
+            await self.send_error(send, e.status_code, "The server is unavailable.")
+            return
+        client = asyncio.ensure_future(self.watch_client(receive, chunks, body_channel))
+        response = _ResponseState()
+        try:
+            await self.relay_response(reply_channel, client, send, response)
+        except ClientDisconnected:
+            await self.notify_disconnect(reply_channel, scope["path"])
+        except ChannelError as e:
+            logger.warning("Request to %s failed: %s", scope["path"], e)
+            if not response.started:
+                await self.send_error(send, e.status_code, e)
+        finally:
+            client.cancel()
+            if client.done() and not client.cancelled():
+                client.exception()
+
+    async def read_chunks(self, receive):
+        """
+        Yield (chunk, more_body) pairs of the request body, each chunk_size
+        bytes except the last.
+        """
+        buffered = b""
+        total = 0
+        more_body = True
+        while more_body:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            part = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            total += len(part)
+            if (
+                self.max_request_body_size is not None
+                and total > self.max_request_body_size
+            ):
+                raise MessageTooLarge(
+                    "The request body is larger than %d bytes."
+                    % self.max_request_body_size
+                )
+            buffered += part
+            while len(buffered) > self.chunk_size or (
+                more_body and len(buffered) == self.chunk_size
+            ):
+                yield buffered[: self.chunk_size], True
+                buffered = buffered[self.chunk_size :]
+        yield buffered, False
+
+    async def watch_client(self, receive, chunks, body_channel):
+        """
+        Send the rest of the request body, if any, then wait for the client
+        to go away. Return only by raising: ClientDisconnected, or the error
+        that stopped the body.
+        """
+        if body_channel is not None:
+            try:
+                async for chunk, more_body in chunks:
+                    await self.send_body_chunk(
+                        body_channel, request_body_message(chunk, more_body)
+                    )
+            except (ClientDisconnected, MessageTooLarge):
+                # Tell the worker waiting for the body to give up.
+                await self.send_body_chunk(
+                    body_channel, disconnect_message("", "/"), quiet=True
+                )
+                raise
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+
+    async def send_body_chunk(self, body_channel, message, quiet=False):
+        """Send to a body channel, waiting while the worker catches up."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                await self.layer.send(body_channel, message)
+                return
+            except ChannelFull:
+                if time.monotonic() > deadline:
+                    if quiet:
+                        return
+                    raise ReplyTimeout("No worker is reading the request body.")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    async def receive_reply(self, channel, client):
+        """
+        Return the next message on channel. Raise what ended the client
+        watcher if it ends first, ReplyTimeout if nothing comes in time.
+        """
+        reply = asyncio.ensure_future(self.layer.receive(channel))
+        done, _ = await asyncio.wait(
+            (reply, client), timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if reply in done:
+            return reply.result()
+        reply.cancel()
+        if client in done:
+            client.result()
+        raise ReplyTimeout("No reply within %s seconds." % self.timeout)
+
+    async def relay_response(self, reply_channel, client, send, response):
+        start = await self.receive_reply(reply_channel, client)
+        if start.get("type") != "http.response.start":
+            raise InvalidMessage("Expected http.response.start.")
+        response.started = True
+        await send(
+            {
+                "type": "http.response.start",
+                "status": start["status"],
+                "headers": start["headers"],
+            }
+        )
+        await send(
+            {
+                "type": "http.response.body",
+                "body": start["body"],
+                "more_body": start["more_body"],
+            }
+        )
+        more_body = start["more_body"]
+        while more_body:
+            message = await self.receive_reply(start["body_channel"], client)
+            validate_body_message(message, "http.response.body")
+            if message["type"] == "http.disconnect":
+                raise InvalidMessage("The worker abandoned the response.")
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": message["body"],
+                    "more_body": message["more_body"],
+                }
+            )
+            more_body = message["more_body"]
+
+    async def notify_disconnect(self, reply_channel, path):
+        try:
+            await self.layer.send(
+                HTTP_DISCONNECT_CHANNEL, disconnect_message(reply_channel, path)
+            )
+        except ChannelError:
+            # Best effort: the notice only informs consumers that track
+            # connections.
+            pass
+
+    async def send_error(self, send, status, text):
+        body = ("%d %s: %s\n" % (status, _REASONS.get(status, ""), text)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def get_interface_application(**options):
+    """
+    Return the ASGI interface application, as get_asgi_application() does for
+    Django's ASGI handler: settings are loaded and apps populated first.
+    """
+    django.setup(set_prefix=False)
+    return InterfaceApplication(**options)

@@ -1,0 +1,257 @@
+"""
+The channel layer contract.
+
+A channel layer carries messages between processes on named channels. Every
+backend provides the async methods below; each has a sync twin with a
+``_sync`` suffix for code that runs outside an event loop. The layer API is
+async-native and keeps the channel layer spec's method names (send, receive,
+group_send, ...), which existing Channels consumer code calls with ``await``.
+
+Rules every backend keeps (and the contract tests check):
+
+- Messages are dicts of JSON-capable values plus bytes; anything else raises
+  InvalidMessage at send time, never later at the receiver.
+- Names follow django_fork.channels.names; a bad name raises
+  InvalidChannelName.
+- send() raises ChannelFull when the channel holds its capacity of messages;
+  it never blocks.
+- A message not received within ``expiry`` seconds is dropped.
+- receive() blocks until a message arrives; cancelling it loses no message.
+- Delivery is at most once: a received message is gone from the layer.
+- The messages of one channel from one sender come out in the order sent.
+"""
+
+import fnmatch
+import re
+import secrets
+
+from asgiref.sync import async_to_sync
+
+from django_fork.channels.exceptions import InvalidMessage
+from django_fork.channels.names import (
+    new_channel_name,
+    validate_channel_name,
+    validate_group_name,
+)
+
+_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+def copy_message(message):
+    """
+    Return a copy of message, checking that it holds only JSON-capable values
+    and bytes. Tuples become lists, as they would on any wire format.
+    """
+    if not isinstance(message, dict):
+        raise InvalidMessage(
+            "A message must be a dict, not %s." % type(message).__name__
+        )
+    return _copy_value(message, "message")
+
+
+def _copy_value(value, where):
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, dict):
+        copied = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidMessage(
+                    "Keys in %s must be str, not %s." % (where, type(key).__name__)
+                )
+            copied[key] = _copy_value(item, "%s[%r]" % (where, key))
+        return copied
+    if isinstance(value, (list, tuple)):
+        return [_copy_value(item, "%s[]" % where) for item in value]
+    raise InvalidMessage(
+        "%s holds a %s; messages may hold only dict, list, str, bytes, int, "
+        "float, bool and None." % (where, type(value).__name__)
+    )
+
+
+class BaseChannelLayer:
+    """
+    Base class for channel layer backends.
+
+    Options (the OPTIONS of a CHANNEL_LAYERS entry) common to all backends:
+
+    - expiry: seconds a message waits for a receiver before it is dropped.
+    - capacity: default maximum number of queued messages per channel.
+    - channel_capacity: {pattern: capacity}; a pattern is a glob string
+      ("http.response.*!*") or a compiled regular expression.
+    - group_expiry: seconds a group membership lasts unless renewed.
+    """
+
+    #: Optional capabilities, checked by callers that need them.
+    extensions = []
+
+    def __init__(
+        self,
+        location=None,
+        expiry=60,
+        capacity=100,
+        channel_capacity=None,
+        group_expiry=86400,
+    ):
+        self.location = location
+        self.expiry = expiry
+        self.capacity = capacity
+        self.group_expiry = group_expiry
+        self.channel_capacity = [
+            (self._compile_pattern(pattern), value)
+            for pattern, value in (channel_capacity or {}).items()
+        ]
+        self._capacity_cache = {}
+        # Identifies this layer instance in process-specific channel names.
+        self.client_prefix = secrets.token_hex(6)
+
+    @staticmethod
+    def _compile_pattern(pattern):
+        if isinstance(pattern, re.Pattern):
+            return pattern
+        return re.compile(fnmatch.translate(pattern))
+
+    def get_capacity(self, channel):
+        """Return the capacity of channel: its first matching pattern's."""
+        try:
+            return self._capacity_cache[channel]
+        except KeyError:
+            pass
+        capacity = self.capacity
+        for pattern, value in self.channel_capacity:
+            if pattern.match(channel):
+                capacity = value
+                break
+        if len(self._capacity_cache) < 10000:
+            self._capacity_cache[channel] = capacity
+        return capacity
+
+    def has_extension(self, name):
+        return name in self.extensions
+
+    def require_extension(self, name):
+        """Raise NotImplementedError unless the backend declares name."""
+        if name not in self.extensions:
+            raise NotImplementedError(
+                "%s does not support the %r extension (it declares %s)."
+                % (type(self).__name__, name, self.extensions)
+            )
+
+    # Validation shared by the backends.
+
+    validate_channel_name = staticmethod(validate_channel_name)
+    validate_group_name = staticmethod(validate_group_name)
+    copy_message = staticmethod(copy_message)
+
+    # The contract.
+
+    async def send(self, channel, message):
+        """Put message on channel; raise ChannelFull when it is at capacity."""
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a send() method"
+        )
+
+    async def receive(self, channel):
+        """Wait for the next message on channel and return it."""
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a receive() method"
+        )
+
+    async def receive_any(self, channels):
+        """
+        Wait for the next message on any of channels and return
+        (channel, message). Exactly one message is taken.
+        """
+        if len(channels) == 1:
+            return channels[0], await self.receive(channels[0])
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a receive_any() method "
+            "to receive from several channels"
+        )
+
+    async def ack(self, channel, message):
+        """
+        Acknowledge a message received from channel once its consumer has
+        finished. Backends that redeliver messages of dead consumers
+        (at-least-once channels) forget the message only now; for
+        at-most-once channels this does nothing.
+        """
+
+    async def new_channel(self, prefix="specific"):
+        """
+        Return a new channel name that no other caller gets. See
+        django_fork.channels.names.new_channel_name() for the forms of prefix.
+        """
+        return new_channel_name(prefix, self.client_prefix)
+
+    async def group_add(self, group, channel):
+        """Add channel to group (renewing its membership expiry)."""
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a group_add() method"
+        )
+
+    async def group_discard(self, group, channel):
+        """Remove channel from group; do nothing if it is not a member."""
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a group_discard() method"
+        )
+
+    async def group_send(self, group, message):
+        """Send message to every member of group; full members are skipped."""
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a group_send() method"
+        )
+
+    async def flush(self):
+        """Drop every message and group membership of this layer."""
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a flush() method"
+        )
+
+    async def stats(self, channels=None):
+        """
+        Return the load of channels (all known ones when None) as
+        {channel: {"depth": ..., ...}}. See the "stats" extension.
+        """
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a stats() method"
+        )
+
+    async def close(self):
+        """Release connections and background tasks held by the layer."""
+
+    # Sync twins, for code outside an event loop (views, management
+    # commands). Backends may override them with direct implementations.
+
+    def send_sync(self, channel, message):
+        return async_to_sync(self.send)(channel, message)
+
+    def receive_sync(self, channel):
+        return async_to_sync(self.receive)(channel)
+
+    def receive_any_sync(self, channels):
+        return async_to_sync(self.receive_any)(channels)
+
+    def ack_sync(self, channel, message):
+        return async_to_sync(self.ack)(channel, message)
+
+    def new_channel_sync(self, prefix="specific"):
+        return async_to_sync(self.new_channel)(prefix)
+
+    def group_add_sync(self, group, channel):
+        return async_to_sync(self.group_add)(group, channel)
+
+    def group_discard_sync(self, group, channel):
+        return async_to_sync(self.group_discard)(group, channel)
+
+    def group_send_sync(self, group, message):
+        return async_to_sync(self.group_send)(group, message)
+
+    def flush_sync(self):
+        return async_to_sync(self.flush)()
+
+    def stats_sync(self, channels=None):
+        return async_to_sync(self.stats)(channels)
+
+    def close_sync(self):
+        return async_to_sync(self.close)()

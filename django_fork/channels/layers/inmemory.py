@@ -1,0 +1,298 @@
+"""
+A channel layer that keeps everything in this process's memory.
+
+It serves one process: runstack (interface and workers as threads of one
+process), tests, and development. It is safe to use from several threads and
+event loops at once, so a sync view running in a worker thread can send with
+send_sync() while the interface's event loop waits in receive().
+"""
+
+import asyncio
+import threading
+import time
+from collections import deque
+
+from django_fork.channels.exceptions import ChannelFull
+from django_fork.channels.layers.base import BaseChannelLayer
+from django_fork.channels.layers.stats import ChannelCounters
+
+
+class _Waiter:
+    """A receiver blocked on one or more channels."""
+
+    __slots__ = ("channels", "loop", "future", "event", "result")
+
+    def __init__(self, channels, loop=None):
+        self.channels = channels
+        self.loop = loop
+        self.result = None
+        if loop is None:
+            self.event = threading.Event()
+            self.future = None
+        else:
+            self.event = None
+            self.future = loop.create_future()
+
+    def wake(self, channel, message):
+        # Called with the layer's lock held: from here on the message belongs
+        # to this waiter, which puts it back if it is cancelled meanwhile.
+        self.result = (channel, message)
+        if self.event is not None:
+            self.event.set()
+        else:
+            self.loop.call_soon_threadsafe(_resolve, self.future)
+
+
+def _resolve(future):
+    if not future.done():
+        future.set_result(None)
+
+
+def _consumer_id():
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    return id(task) if task is not None else threading.get_ident()
+
+
+class InMemoryChannelLayer(BaseChannelLayer):
+    """A thread-safe, single-process channel layer."""
+
+    extensions = ["groups", "flush", "stats"]
+
+    def __init__(self, location=None, **options):
+        super().__init__(location=location, **options)
+        self._lock = threading.Lock()
+        # channel -> deque of (expires_at, message)
+        self._queues = {}
+        # channel -> deque of _Waiter
+        self._waiters = {}
+        # group -> {channel: expires_at}
+        self._groups = {}
+        self._counters = {}
+        self._next_sweep = time.monotonic() + min(self.expiry, 1.0)
+
+    # Internals; all of them run with self._lock held.
+
+    def _counter(self, channel):
+        counters = self._counters.get(channel)
+        if counters is None:
+            counters = self._counters[channel] = ChannelCounters()
+        return counters
+
+    def _put(self, channel, message, now):
+        """Hand message to a waiting receiver or queue it."""
+        waiters = self._waiters.get(channel)
+        while waiters:
+            waiter = waiters.popleft()
+            if waiter.result is None and not (
+                waiter.future is not None and waiter.future.done()
+            ):
+                self._forget_waiter(waiter)
+                self._counter(channel).received(now)
+                waiter.wake(channel, message)
+                return
+        queue = self._queues.get(channel)
+        if queue is None:
+            queue = self._queues[channel] = deque()
+        elif len(queue) >= self.get_capacity(channel):
+            self._drop_expired(channel, queue, now)
+            if len(queue) >= self.get_capacity(channel):
+                self._counter(channel).full(now)
+                raise ChannelFull(channel)
+        queue.append((now + self.expiry, message))
+
+    def _take(self, channels, consumer, now):
+        """Return (channel, message) from the first non-empty channel."""
+        for channel in channels:
+            self._counter(channel).consumer_seen(consumer, now)
+            queue = self._queues.get(channel)
+            while queue:
+                expires, message = queue.popleft()
+                if expires > now:
+                    self._counter(channel).received(now)
+                    return channel, message
+        return None
+
+    def _drop_expired(self, channel, queue, now):
+        while queue and queue[0][0] <= now:
+            queue.popleft()
+        if not queue and not self._waiters.get(channel):
+            self._queues.pop(channel, None)
+
+    def _forget_waiter(self, waiter):
+        for channel in waiter.channels:
+            waiters = self._waiters.get(channel)
+            if waiters is not None:
+                try:
+                    waiters.remove(waiter)
+                except ValueError:
+                    pass
+                if not waiters:
+                    del self._waiters[channel]
+
+    def _sweep(self, now):
+        """Drop expired messages and memberships, at most once a second."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + min(self.expiry, 1.0)
+        for channel, queue in list(self._queues.items()):
+            self._drop_expired(channel, queue, now)
+        for group, members in list(self._groups.items()):
+            for channel, expires in list(members.items()):
+                if expires <= now:
+                    del members[channel]
+            if not members:
+                del self._groups[group]
+        for channel, counters in list(self._counters.items()):
+            if counters.idle(now) and channel not in self._queues:
+                del self._counters[channel]
+
+    def _register(self, waiter):
+        for channel in waiter.channels:
+            self._waiters.setdefault(channel, deque()).append(waiter)
+
+    def _requeue(self, waiter):
+        """Put back a message handed to a waiter that was cancelled."""
+        channel, message = waiter.result
+        queue = self._queues.setdefault(channel, deque())
+        queue.appendleft((time.monotonic() + self.expiry, message))
+
+    # The contract.
+
+    async def send(self, channel, message):
+        self.send_sync(channel, message)
+
+    def send_sync(self, channel, message):
+        self.validate_channel_name(channel)
+        message = self.copy_message(message)
+        now = time.monotonic()
+        with self._lock:
+            self._sweep(now)
+            self._put(channel, message, now)
+            self._counter(channel).sent(now)
+
+    async def receive(self, channel):
+        return (await self.receive_any([channel]))[1]
+
+    def receive_sync(self, channel):
+        return self.receive_any_sync([channel])[1]
+
+    async def receive_any(self, channels):
+        for channel in channels:
+            self.validate_channel_name(channel)
+        consumer = _consumer_id()
+        with self._lock:
+            now = time.monotonic()
+            found = self._take(channels, consumer, now)
+            if found is not None:
+                return found
+            waiter = _Waiter(tuple(channels), asyncio.get_running_loop())
+            self._register(waiter)
+        try:
+            await waiter.future
+        except BaseException:
+            with self._lock:
+                if waiter.result is not None:
+                    self._requeue(waiter)
+                else:
+                    self._forget_waiter(waiter)
+            raise
+        return waiter.result
+
+    def receive_any_sync(self, channels, timeout=None):
+        for channel in channels:
+            self.validate_channel_name(channel)
+        consumer = _consumer_id()
+        with self._lock:
+            found = self._take(channels, consumer, time.monotonic())
+            if found is not None:
+                return found
+            waiter = _Waiter(tuple(channels))
+            self._register(waiter)
+        if not waiter.event.wait(timeout):
+            with self._lock:
+                if waiter.result is None:
+                    self._forget_waiter(waiter)
+                    raise TimeoutError("No message within %s seconds." % timeout)
+        return waiter.result
+
+    async def group_add(self, group, channel):
+        self.group_add_sync(group, channel)
+
+    def group_add_sync(self, group, channel):
+        self.validate_group_name(group)
+        self.validate_channel_name(channel)
+        with self._lock:
+            members = self._groups.setdefault(group, {})
+            members[channel] = time.monotonic() + self.group_expiry
+
+    async def group_discard(self, group, channel):
+        self.group_discard_sync(group, channel)
+
+    def group_discard_sync(self, group, channel):
+        self.validate_group_name(group)
+        self.validate_channel_name(channel)
+        with self._lock:
+            members = self._groups.get(group)
+            if members is not None:
+                members.pop(channel, None)
+                if not members:
+                    del self._groups[group]
+
+    async def group_send(self, group, message):
+        self.group_send_sync(group, message)
+
+    def group_send_sync(self, group, message):
+        self.validate_group_name(group)
+        message = self.copy_message(message)
+        now = time.monotonic()
+        with self._lock:
+            self._sweep(now)
+            members = self._groups.get(group, {})
+            for channel, expires in list(members.items()):
+                if expires <= now:
+                    del members[channel]
+                    continue
+                try:
+                    # Each member gets its own copy: receivers may mutate.
+                    self._put(channel, self.copy_message(message), now)
+                    self._counter(channel).sent(now)
+                except ChannelFull:
+                    # At-most-once delivery: a full member misses this one.
+                    pass
+
+    async def flush(self):
+        self.flush_sync()
+
+    def flush_sync(self):
+        with self._lock:
+            self._queues.clear()
+            self._groups.clear()
+            self._counters.clear()
+
+    async def stats(self, channels=None):
+        return self.stats_sync(channels)
+
+    def stats_sync(self, channels=None):
+        now = time.monotonic()
+        with self._lock:
+            self._sweep(now)
+            names = self._counters.keys() | self._queues.keys()
+            if channels is not None:
+                names = [name for name in channels]
+            result = {}
+            for name in sorted(names):
+                queue = self._queues.get(name) or ()
+                oldest = (
+                    max(0.0, now - (queue[0][0] - self.expiry)) if queue else 0.0
+                )
+                counters = self._counters.get(name) or ChannelCounters()
+                result[name] = counters.as_dict(
+                    now,
+                    depth=len(queue),
+                    oldest_age=oldest,
+                    capacity=self.get_capacity(name),
+                )
+            return result

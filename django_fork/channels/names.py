@@ -1,0 +1,91 @@
+"""
+The channel and group name grammar.
+
+    name            := [A-Za-z0-9_.-]+
+    channel         := name                 ordinary: any number of readers
+                     | name "?" name        single-reader: one reader, FIFO
+                     | name "!" name        process-specific: read only by
+                                            the process that owns "name!"
+    group           := name
+
+Names are at most MAX_NAME_LENGTH characters. A process-specific channel's
+part up to and including "!" is its process prefix: a backend may keep all
+channels of one prefix together (one shard, one blocking receive). A
+single-reader channel is kept whole in one place, so its messages come out in
+the order they went in.
+"""
+
+import re
+import secrets
+
+from django_fork.channels.exceptions import InvalidChannelName
+
+MAX_NAME_LENGTH = 100
+
+_NAME = r"[A-Za-z0-9_.\-]+"
+channel_name_re = re.compile(rf"^{_NAME}(?:[!?]{_NAME})?$")
+group_name_re = re.compile(rf"^{_NAME}$")
+
+
+def validate_channel_name(name):
+    """Raise InvalidChannelName if name is not a valid channel name."""
+    if not isinstance(name, str):
+        raise InvalidChannelName(
+            "Channel name must be a str, not %s." % type(name).__name__
+        )
+    if len(name) > MAX_NAME_LENGTH or not channel_name_re.match(name):
+        raise InvalidChannelName(
+            "Channel name %r is invalid: it must be at most %d characters of "
+            "A-Z, a-z, 0-9, '_', '.', '-', with at most one '!' or '?' "
+            "between two non-empty parts." % (name[:120], MAX_NAME_LENGTH)
+        )
+    return name
+
+
+def validate_group_name(name):
+    """Raise InvalidChannelName if name is not a valid group name."""
+    if not isinstance(name, str):
+        raise InvalidChannelName(
+            "Group name must be a str, not %s." % type(name).__name__
+        )
+    if len(name) > MAX_NAME_LENGTH or not group_name_re.match(name):
+        raise InvalidChannelName(
+            "Group name %r is invalid: it must be at most %d characters of "
+            "A-Z, a-z, 0-9, '_', '.', '-'." % (name[:120], MAX_NAME_LENGTH)
+        )
+    return name
+
+
+def is_process_specific(name):
+    return "!" in name
+
+
+def is_single_reader(name):
+    return "?" in name
+
+
+def process_prefix(name):
+    """Return "prefix!" for "prefix!suffix", or None for other channels."""
+    index = name.find("!")
+    return name[: index + 1] if index != -1 else None
+
+
+def random_suffix():
+    """Return an unguessable channel suffix (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def new_channel_name(prefix, client_prefix):
+    """
+    Return a new, unique channel name built from prefix.
+
+    - "name?" gives a single-reader channel "name?<random>".
+    - "name!" gives "name!<random>": the caller owns the process prefix.
+    - "name" gives "name.<client_prefix>!<random>", a process-specific
+      channel owned by the layer instance whose client_prefix is given.
+    """
+    if prefix.endswith(("?", "!")):
+        name = prefix + random_suffix()
+    else:
+        name = "%s.%s!%s" % (prefix, client_prefix, random_suffix())
+    return validate_channel_name(name)

@@ -1,0 +1,164 @@
+"""
+The worker: takes messages off channels and runs their consumers.
+
+A worker runs a fixed number of slots, one per thread of its pool. A slot
+takes a message only when it is free to handle it, so a busy worker leaves
+messages on the layer for idle ones. Sync consumers run in the thread pool,
+async ones on the worker's event loop. A consumer that raises, or a message
+that does not decode, is logged and dropped: the worker goes on.
+"""
+
+import asyncio
+import inspect
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from django_fork.channels.exceptions import ChannelFull, ChannelLayerUnavailable
+from django_fork.channels.http import HttpConsumer
+from django_fork.channels.messages import (
+    HTTP_DISCONNECT_CHANNEL,
+    HTTP_REQUEST_CHANNEL,
+)
+from django_fork.channels.routing import get_project_routes, select_channels
+
+logger = logging.getLogger("django_fork.channels.worker")
+
+
+async def ignore_message(message):
+    """Consume a message nobody needs (http.disconnect by default)."""
+
+
+class Worker:
+    """Consume the routed channels of a channel layer."""
+
+    def __init__(
+        self,
+        layer,
+        routes=None,
+        threads=4,
+        only_channels=None,
+        exclude_channels=None,
+        stream_timeout=60,
+    ):
+        self.layer = layer
+        self.threads = threads
+        self.stream_timeout = stream_timeout
+        self.routes = {
+            HTTP_REQUEST_CHANNEL: HttpConsumer(self),
+            HTTP_DISCONNECT_CHANNEL: ignore_message,
+            **(get_project_routes() if routes is None else routes),
+        }
+        self.channels = select_channels(
+            list(self.routes), only_channels, exclude_channels
+        )
+        self._slots = []
+        self._receiving = set()
+        self._stopping = False
+        self.loop = None
+        self.executor = None
+        self.handled = 0
+
+    async def run(self):
+        """Serve until stop() is called, then finish in-flight work."""
+        if not self.channels:
+            raise ValueError("The worker has no channels to listen on.")
+        self.loop = asyncio.get_running_loop()
+        self.executor = ThreadPoolExecutor(
+            self.threads, thread_name_prefix="django-fork-worker"
+        )
+        logger.info(
+            "Worker listening on %s with %d threads.",
+            ", ".join(self.channels),
+            self.threads,
+        )
+        self._slots = [
+            asyncio.ensure_future(self._slot()) for _ in range(self.threads)
+        ]
+        try:
+            await asyncio.gather(*self._slots)
+        finally:
+            self.executor.shutdown(wait=True)
+
+    def stop(self):
+        """
+        Take no new messages; let each slot finish what it is handling.
+        Receives in progress are cancelled, which loses no message.
+        """
+        self._stopping = True
+        for task in list(self._receiving):
+            task.cancel()
+
+    async def _slot(self):
+        task = asyncio.current_task()
+        backoff = 0.1
+        while not self._stopping:
+            self._receiving.add(task)
+            try:
+                channel, message = await self.layer.receive_any(self.channels)
+            except asyncio.CancelledError:
+                if self._stopping:
+                    return
+                raise
+            except ChannelLayerUnavailable as e:
+                logger.warning("Channel layer unavailable (%s); retrying.", e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5)
+                continue
+            finally:
+                self._receiving.discard(task)
+            backoff = 0.1
+            await self.dispatch(channel, message)
+
+    async def dispatch(self, channel, message):
+        """Run channel's consumer on message; log and drop any failure."""
+        consumer = self.routes[channel]
+        try:
+            if inspect.iscoroutinefunction(consumer) or inspect.iscoroutinefunction(
+                getattr(consumer, "__call__", None)
+            ):
+                await consumer(message)
+            else:
+                await self.loop.run_in_executor(self.executor, consumer, message)
+        except Exception:
+            logger.exception(
+                "Consumer for channel %r failed on a %r message; dropped.",
+                channel,
+                message.get("type"),
+            )
+        finally:
+            self.handled += 1
+            try:
+                await self.layer.ack(channel, message)
+            except Exception:
+                logger.exception("Could not acknowledge a message on %r.", channel)
+
+    # Helpers for consumers.
+
+    async def run_sync(self, func, *args):
+        """Run func in the worker's thread pool and return its result."""
+        return await self.loop.run_in_executor(self.executor, func, *args)
+
+    def call_from_thread(self, coroutine):
+        """From a worker thread, run coroutine on the worker's loop; wait."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    async def send_stream(self, channel, message):
+        """
+        Send to a single-reader stream channel, waiting while it is full:
+        the reader drains it as the client takes the data. Raise ChannelFull
+        if it stays full for stream_timeout seconds.
+        """
+        deadline = None
+        delay = 0.001
+        while True:
+            try:
+                return await self.layer.send(channel, message)
+            except ChannelFull:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.stream_timeout
+                elif now > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)

@@ -1,0 +1,110 @@
+import asyncio
+import logging
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from django_fork.channels.interface import InterfaceApplication
+from django_fork.channels.layers import DEFAULT_CHANNEL_LAYER_ALIAS, channel_layers
+from django_fork.channels.worker import Worker
+
+logger = logging.getLogger("django_fork.channels.stack")
+
+
+def parse_bind(bind):
+    """Return (host, port) from "host:port", "[v6]:port" or ":port"."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CommandError("--bind must be HOST:PORT, not %r." % bind)
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the complete channel stack in one process: the interface server "
+        "(uvicorn) and worker threads, over the channel layer (by default "
+        "in-memory)."
+    )
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--bind",
+            default="127.0.0.1:8000",
+            help="Address to listen on, HOST:PORT (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=4,
+            help="Worker threads for views and consumers (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--layer",
+            default=DEFAULT_CHANNEL_LAYER_ALIAS,
+            help="The CHANNEL_LAYERS alias to use (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=None,
+            help="Seconds to wait for a response (default: CHANNEL_HTTP_TIMEOUT "
+            "or 60).",
+        )
+        parser.add_argument(
+            "--no-access-log",
+            action="store_false",
+            dest="access_log",
+            help="Do not log each request.",
+        )
+
+    def handle(self, *args, **options):
+        import uvicorn
+
+        self.check(display_num_errors=True)
+        host, port = parse_bind(options["bind"])
+        if options["workers"] < 1:
+            raise CommandError("--workers must be at least 1.")
+        layer = channel_layers[options["layer"]]
+        app = InterfaceApplication(
+            layer_alias=options["layer"], timeout=options["timeout"]
+        )
+        worker = Worker(layer, threads=options["workers"])
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="off",
+            access_log=options["access_log"],
+            log_level="info" if options["verbosity"] > 0 else "warning",
+            server_header=False,
+            timeout_graceful_shutdown=30,
+        )
+        server = uvicorn.Server(config)
+        self.stdout.write(
+            "Serving %s on http://%s:%d/ with %d worker threads on the %r "
+            "channel layer (%s). DEBUG is %s. Quit with CONTROL-C."
+            % (
+                settings.ROOT_URLCONF,
+                host,
+                port,
+                options["workers"],
+                options["layer"],
+                type(layer).__name__,
+                settings.DEBUG,
+            )
+        )
+        asyncio.run(self.serve(server, worker, layer))
+
+    async def serve(self, server, worker, layer):
+        worker_task = asyncio.ensure_future(worker.run())
+        try:
+            # uvicorn handles SIGINT/SIGTERM: it stops accepting, lets open
+            # requests finish, then serve() returns.
+            await server.serve()
+        finally:
+            worker.stop()
+            await worker_task
+            await layer.close()
+        if not server.started:
+            raise CommandError("The server could not start (see the log above).")

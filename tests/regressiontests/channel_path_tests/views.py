@@ -1,0 +1,97 @@
+import asyncio
+import threading
+
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.views.decorators.csrf import csrf_exempt
+
+events = []
+
+
+def hello(request):
+    return HttpResponse("Hello, %s!" % request.GET.get("name", "world"))
+
+
+def describe(request):
+    """Report how the view was called: thread, event loop, request class."""
+    try:
+        asyncio.get_running_loop()
+        in_loop = True
+    except RuntimeError:
+        in_loop = False
+    return JsonResponse(
+        {
+            "thread": threading.current_thread().name,
+            "in_event_loop": in_loop,
+            "request_class": type(request).__name__,
+            "path": request.path,
+            "path_info": request.path_info,
+            "script_name": request.META["SCRIPT_NAME"],
+        }
+    )
+
+
+@csrf_exempt
+def upload(request):
+    return JsonResponse(
+        {
+            "body_class": type(request._stream).__name__,
+            "rolled_to_disk": getattr(request._stream, "_rolled", None),
+            "files": {
+                name: [f.size for f in request.FILES.getlist(name)]
+                for name in request.FILES
+            },
+            "post": dict(request.POST),
+        }
+    )
+
+
+@csrf_exempt
+def body_length(request):
+    return JsonResponse({"length": len(request.body)})
+
+
+def stream(request):
+    def parts():
+        for i in range(int(request.GET.get("parts", 3))):
+            yield b"%d:" % i + b"x" * int(request.GET.get("size", 10))
+
+    return StreamingHttpResponse(parts())
+
+
+async def astream(request):
+    async def parts():
+        for i in range(3):
+            await asyncio.sleep(0)
+            yield b"async-%d;" % i
+
+    return StreamingHttpResponse(parts())
+
+
+async def async_view(request):
+    return HttpResponse("async ok")
+
+
+def file_download(request):
+    return FileResponse(open(__file__, "rb"), as_attachment=True)
+
+
+def cookies(request):
+    response = HttpResponse("cookies")
+    response.set_cookie("a", "1")
+    response.set_cookie("b", "2", httponly=True)
+    return response
+
+
+def slow(request):
+    threading.Event().wait(float(request.GET.get("seconds", 0.5)))
+    events.append("slow finished")
+    return HttpResponse("slow done")
+
+
+def boom(request):
+    raise ValueError("boom")

@@ -1,0 +1,397 @@
+"""
+The channel layer contract, written once and run against every backend.
+
+A backend's test case mixes ChannelLayerContractTests into SimpleTestCase and
+implements make_layer(**options) (and, for backends with a server, whatever
+setUp it needs). Each test gets fresh layers from make_layer().
+"""
+
+import asyncio
+import time
+
+from django_fork.channels.exceptions import (
+    ChannelFull,
+    InvalidChannelName,
+    InvalidMessage,
+)
+
+
+class ChannelLayerContractTests:
+    #: Seconds to wait for something that should happen at once.
+    timeout = 2
+
+    def make_layer(self, **options):
+        raise NotImplementedError("ChannelLayerContractTests need make_layer().")
+
+    def layer(self, **options):
+        layer = self.make_layer(**options)
+        self.addCleanup(layer.close_sync)
+        return layer
+
+    async def receive(self, layer, channel):
+        return await asyncio.wait_for(layer.receive(channel), self.timeout)
+
+    async def assertNothing(self, layer, channel, wait=0.1):
+        with self.assertRaises(asyncio.TimeoutError):
+            await asyncio.wait_for(layer.receive(channel), wait)
+
+    # Send and receive.
+
+    async def test_send_receive(self):
+        """A message sent to a channel is received from it, unchanged."""
+        layer = self.layer()
+        message = {
+            "type": "test.message",
+            "text": "héllo",
+            "bytes": b"\x00\xff",
+            "int": 3,
+            "float": 1.5,
+            "bool": True,
+            "none": None,
+            "list": [1, "two", b"3"],
+            "nested": {"a": {"b": [{"c": 1}]}},
+        }
+        await layer.send("test-channel", message)
+        self.assertEqual(await self.receive(layer, "test-channel"), message)
+
+    async def test_tuples_become_lists(self):
+        layer = self.layer()
+        await layer.send("test-channel", {"type": "t", "headers": ((b"a", b"b"),)})
+        received = await self.receive(layer, "test-channel")
+        self.assertEqual(received["headers"], [[b"a", b"b"]])
+
+    async def test_order_is_kept(self):
+        """Messages from one sender on one channel keep their order."""
+        layer = self.layer()
+        for i in range(50):
+            await layer.send("ordered", {"type": "t", "n": i})
+        received = [(await self.receive(layer, "ordered"))["n"] for _ in range(50)]
+        self.assertEqual(received, list(range(50)))
+
+    async def test_receive_waits_for_send(self):
+        layer = self.layer()
+        receiver = asyncio.ensure_future(self.receive(layer, "later"))
+        await asyncio.sleep(0.05)
+        self.assertFalse(receiver.done())
+        await layer.send("later", {"type": "t", "n": 1})
+        self.assertEqual((await receiver)["n"], 1)
+
+    async def test_each_message_received_once(self):
+        """Competing receivers on one channel never share a message."""
+        layer = self.layer(capacity=1000)
+        received = []
+
+        async def consume():
+            while True:
+                received.append((await layer.receive("work"))["n"])
+
+        consumers = [asyncio.ensure_future(consume()) for _ in range(4)]
+        for i in range(200):
+            await layer.send("work", {"type": "t", "n": i})
+        deadline = time.monotonic() + self.timeout
+        while len(received) < 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for consumer in consumers:
+            consumer.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
+        self.assertEqual(sorted(received), list(range(200)))
+
+    async def test_cancelled_receive_loses_nothing(self):
+        """A receive() cancelled by a timeout does not swallow a message."""
+        layer = self.layer()
+        for _ in range(20):
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(layer.receive("cancel-me"), 0.001)
+        await layer.send("cancel-me", {"type": "t", "n": 1})
+        self.assertEqual((await self.receive(layer, "cancel-me"))["n"], 1)
+
+    async def test_receive_any(self):
+        """receive_any() takes exactly one message from one of the channels."""
+        layer = self.layer()
+        await layer.send("second", {"type": "t", "n": 2})
+        channel, message = await asyncio.wait_for(
+            layer.receive_any(["first", "second"]), self.timeout
+        )
+        self.assertEqual((channel, message["n"]), ("second", 2))
+        waiting = asyncio.ensure_future(layer.receive_any(["first", "second"]))
+        await asyncio.sleep(0.05)
+        await layer.send("first", {"type": "t", "n": 1})
+        channel, message = await asyncio.wait_for(waiting, self.timeout)
+        self.assertEqual((channel, message["n"]), ("first", 1))
+        await self.assertNothing(layer, "second")
+
+    async def test_channels_are_independent(self):
+        layer = self.layer()
+        await layer.send("one", {"type": "t", "n": 1})
+        await self.assertNothing(layer, "two")
+        self.assertEqual((await self.receive(layer, "one"))["n"], 1)
+
+    # Names and messages.
+
+    async def test_invalid_channel_names(self):
+        layer = self.layer()
+        for name in [
+            "",
+            "has space",
+            "a" * 101,
+            "two!!marks",
+            "both!and?",
+            "!nothing-before",
+            "nothing-after?",
+            "ünicode",
+            "new\nline",
+            None,
+            b"bytes",
+        ]:
+            with self.subTest(name=name):
+                with self.assertRaises(InvalidChannelName):
+                    await layer.send(name, {"type": "t"})
+                with self.assertRaises(InvalidChannelName):
+                    await layer.receive(name)
+
+    async def test_invalid_group_names(self):
+        layer = self.layer()
+        for name in ["", "has space", "a" * 101, "proc!x", "single?x"]:
+            with self.subTest(name=name):
+                with self.assertRaises(InvalidChannelName):
+                    await layer.group_add(name, "member")
+                with self.assertRaises(InvalidChannelName):
+                    await layer.group_send(name, {"type": "t"})
+
+    async def test_valid_channel_names(self):
+        layer = self.layer()
+        for name in ["http.request", "a-b_c.D9", "proc.abc!xyz", "body?x1", "a" * 100]:
+            with self.subTest(name=name):
+                await layer.send(name, {"type": "t", "name": name})
+                self.assertEqual((await self.receive(layer, name))["name"], name)
+
+    async def test_invalid_messages(self):
+        """A message of anything but JSON-capable values and bytes is refused."""
+        layer = self.layer()
+        for message in [
+            "not a dict",
+            ["list"],
+            {"type": "t", "set": {1, 2}},
+            {"type": "t", "object": object()},
+            {"type": "t", "nested": {"deep": [object()]}},
+            {1: "non-str key"},
+        ]:
+            with self.subTest(message=message):
+                with self.assertRaises(InvalidMessage):
+                    await layer.send("test-channel", message)
+        await self.assertNothing(layer, "test-channel")
+
+    async def test_sent_message_is_a_copy(self):
+        """Changing a message after sending it does not change what arrives."""
+        layer = self.layer()
+        message = {"type": "t", "list": [1]}
+        await layer.send("copy", message)
+        message["list"].append(2)
+        self.assertEqual((await self.receive(layer, "copy"))["list"], [1])
+
+    # Capacity and expiry.
+
+    async def test_capacity(self):
+        """A full channel raises ChannelFull; draining it makes room."""
+        layer = self.layer(capacity=3)
+        for i in range(3):
+            await layer.send("small", {"type": "t", "n": i})
+        with self.assertRaises(ChannelFull):
+            await layer.send("small", {"type": "t", "n": 3})
+        self.assertEqual((await self.receive(layer, "small"))["n"], 0)
+        await layer.send("small", {"type": "t", "n": 3})
+
+    async def test_channel_capacity_patterns(self):
+        """Per-channel capacities match glob patterns; the first match wins."""
+        layer = self.layer(
+            capacity=5,
+            channel_capacity={"tiny.*": 1, "tiny.big": 10, "proc.*!*": 2},
+        )
+        await layer.send("tiny.big", {"type": "t"})
+        with self.assertRaises(ChannelFull):
+            await layer.send("tiny.big", {"type": "t"})
+        for i in range(2):
+            await layer.send("proc.x!a", {"type": "t"})
+        with self.assertRaises(ChannelFull):
+            await layer.send("proc.x!a", {"type": "t"})
+        for i in range(5):
+            await layer.send("other", {"type": "t"})
+        with self.assertRaises(ChannelFull):
+            await layer.send("other", {"type": "t"})
+
+    async def test_expiry(self):
+        """A message nobody received within expiry seconds is dropped."""
+        layer = self.layer(expiry=1)
+        await layer.send("expiring", {"type": "t", "n": 1})
+        await asyncio.sleep(1.2)
+        await layer.send("expiring", {"type": "t", "n": 2})
+        self.assertEqual((await self.receive(layer, "expiring"))["n"], 2)
+
+    async def test_expired_messages_free_capacity(self):
+        layer = self.layer(expiry=1, capacity=1)
+        await layer.send("full-then-free", {"type": "t", "n": 1})
+        with self.assertRaises(ChannelFull):
+            await layer.send("full-then-free", {"type": "t", "n": 2})
+        await asyncio.sleep(1.2)
+        await layer.send("full-then-free", {"type": "t", "n": 3})
+        self.assertEqual((await self.receive(layer, "full-then-free"))["n"], 3)
+
+    # Process-specific and single-reader channels.
+
+    async def test_new_channel_names(self):
+        layer = self.layer()
+        names = {await layer.new_channel("http.response") for _ in range(100)}
+        self.assertEqual(len(names), 100)
+        for name in names:
+            self.assertRegex(name, r"^http\.response\.[A-Za-z0-9_.\-]+![\w\-]+$")
+        body = await layer.new_channel("http.request.body?")
+        self.assertTrue(body.startswith("http.request.body?"))
+        own = await layer.new_channel("mine!")
+        self.assertTrue(own.startswith("mine!"))
+        with self.assertRaises(InvalidChannelName):
+            await layer.new_channel("bad name")
+
+    async def test_process_specific_channels(self):
+        """Many concurrent receives on one process's channels each get theirs."""
+        layer = self.layer()
+        names = [await layer.new_channel("reply") for _ in range(50)]
+        receivers = [asyncio.ensure_future(self.receive(layer, n)) for n in names]
+        await asyncio.sleep(0.05)
+        for i, name in enumerate(reversed(names)):
+            await layer.send(name, {"type": "t", "name": name})
+        results = await asyncio.gather(*receivers)
+        self.assertEqual([m["name"] for m in results], names)
+
+    async def test_process_specific_reply_sent_before_receive(self):
+        layer = self.layer()
+        name = await layer.new_channel("reply")
+        await layer.send(name, {"type": "t", "n": 1})
+        self.assertEqual((await self.receive(layer, name))["n"], 1)
+
+    async def test_separate_layers_share_channels(self):
+        """Two layer objects on the same store see each other's messages."""
+        sender, receiver = self.layer_pair()
+        name = await receiver.new_channel("reply")
+        await sender.send(name, {"type": "t", "n": 1})
+        await sender.send("shared", {"type": "t", "n": 2})
+        self.assertEqual((await self.receive(receiver, name))["n"], 1)
+        self.assertEqual((await self.receive(receiver, "shared"))["n"], 2)
+
+    def layer_pair(self):
+        """Return two layers over the same store (one object when in-process)."""
+        layer = self.layer()
+        return layer, layer
+
+    # Groups.
+
+    async def test_group_send(self):
+        layer = self.layer()
+        await layer.group_add("room", "member-1")
+        await layer.group_add("room", "member-2")
+        await layer.group_add("room", "member-2")
+        await layer.group_send("room", {"type": "t", "text": "hi"})
+        self.assertEqual((await self.receive(layer, "member-1"))["text"], "hi")
+        self.assertEqual((await self.receive(layer, "member-2"))["text"], "hi")
+        await self.assertNothing(layer, "member-2")
+
+    async def test_group_discard(self):
+        layer = self.layer()
+        await layer.group_add("room", "member-1")
+        await layer.group_add("room", "member-2")
+        await layer.group_discard("room", "member-2")
+        await layer.group_discard("room", "never-a-member")
+        await layer.group_send("room", {"type": "t"})
+        await self.receive(layer, "member-1")
+        await self.assertNothing(layer, "member-2")
+
+    async def test_group_send_to_empty_group(self):
+        layer = self.layer()
+        await layer.group_send("nobody-here", {"type": "t"})
+
+    async def test_group_send_skips_full_members(self):
+        """A full member misses the message; the others still get it."""
+        layer = self.layer(capacity=1)
+        await layer.group_add("room", "full")
+        await layer.group_add("room", "free")
+        await layer.send("full", {"type": "t", "n": 0})
+        await layer.group_send("room", {"type": "t", "n": 1})
+        self.assertEqual((await self.receive(layer, "free"))["n"], 1)
+        self.assertEqual((await self.receive(layer, "full"))["n"], 0)
+        await self.assertNothing(layer, "full")
+
+    async def test_group_send_process_specific_members(self):
+        layer = self.layer()
+        names = [await layer.new_channel("ws") for _ in range(10)]
+        for name in names:
+            await layer.group_add("chat", name)
+        await layer.group_send("chat", {"type": "t", "text": "all"})
+        for name in names:
+            self.assertEqual((await self.receive(layer, name))["text"], "all")
+
+    async def test_group_expiry(self):
+        """Memberships not renewed within group_expiry seconds lapse."""
+        layer = self.layer(group_expiry=1)
+        await layer.group_add("room", "stale")
+        await asyncio.sleep(1.2)
+        await layer.group_add("room", "fresh")
+        await layer.group_send("room", {"type": "t"})
+        await self.receive(layer, "fresh")
+        await self.assertNothing(layer, "stale")
+
+    # Flush, stats and extensions.
+
+    async def test_flush(self):
+        layer = self.layer()
+        await layer.send("flushed", {"type": "t"})
+        await layer.group_add("room", "member")
+        await layer.flush()
+        await self.assertNothing(layer, "flushed")
+        await layer.group_send("room", {"type": "t"})
+        await self.assertNothing(layer, "member")
+
+    async def test_extensions(self):
+        layer = self.layer()
+        for extension in ["groups", "flush", "stats"]:
+            self.assertIn(extension, layer.extensions)
+        with self.assertRaisesMessage(NotImplementedError, "'teleport'"):
+            layer.require_extension("teleport")
+
+    async def test_stats(self):
+        """stats() reports depth, age, counts and consumers per channel."""
+        layer = self.layer(capacity=2)
+        await layer.send("busy", {"type": "t"})
+        await layer.send("busy", {"type": "t"})
+        with self.assertRaises(ChannelFull):
+            await layer.send("busy", {"type": "t"})
+        await asyncio.sleep(0.05)
+        stats = (await layer.stats(["busy"]))["busy"]
+        self.assertEqual(stats["depth"], 2)
+        self.assertEqual(stats["capacity"], 2)
+        self.assertEqual(stats["full"], 1)
+        self.assertEqual(stats["sent"], 2)
+        self.assertGreater(stats["oldest_age"], 0)
+        self.assertGreater(stats["in_rate"], 0)
+        await self.receive(layer, "busy")
+        stats = (await layer.stats(["busy"]))["busy"]
+        self.assertEqual(stats["depth"], 1)
+        self.assertEqual(stats["received"], 1)
+        self.assertGreaterEqual(stats["consumers"], 1)
+        for key in ["in_rate", "out_rate"]:
+            self.assertIsInstance(stats[key], float)
+
+    # Sync twins.
+
+    def test_sync_twins(self):
+        """Every async method has a sync twin usable outside an event loop."""
+        layer = self.layer()
+        layer.send_sync("sync-channel", {"type": "t", "n": 1})
+        self.assertEqual(layer.receive_sync("sync-channel")["n"], 1)
+        name = layer.new_channel_sync("reply")
+        layer.group_add_sync("room", name)
+        layer.group_send_sync("room", {"type": "t", "n": 2})
+        self.assertEqual(layer.receive_any_sync([name])[1]["n"], 2)
+        layer.group_discard_sync("room", name)
+        layer.send_sync("sync-channel", {"type": "t"})
+        self.assertEqual(layer.stats_sync(["sync-channel"])["sync-channel"]["depth"], 1)
+        layer.flush_sync()
+        self.assertEqual(layer.stats_sync(["sync-channel"])["sync-channel"]["depth"], 0)
