@@ -1,5 +1,9 @@
 import asyncio
+import contextlib
 import logging
+import signal
+
+import uvicorn
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -9,6 +13,25 @@ from django_fork.channels.layers import DEFAULT_CHANNEL_LAYER_ALIAS, channel_lay
 from django_fork.channels.worker import Worker
 
 logger = logging.getLogger("django_fork.channels.stack")
+
+
+class StackServer(uvicorn.Server):
+    """
+    uvicorn's server, exiting with status 0 on SIGINT/SIGTERM: a requested
+    shutdown that completed is a success, as it is for gunicorn.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for signum in signals:
+            loop.add_signal_handler(signum, self.handle_exit, signum, None)
+        try:
+            yield
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
 
 
 def parse_bind(bind):
@@ -59,8 +82,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        import uvicorn
-
         self.check(display_num_errors=True)
         host, port = parse_bind(options["bind"])
         if options["workers"] < 1:
@@ -80,7 +101,7 @@ class Command(BaseCommand):
             server_header=False,
             timeout_graceful_shutdown=30,
         )
-        server = uvicorn.Server(config)
+        server = StackServer(config)
         self.stdout.write(
             "Serving %s on http://%s:%d/ with %d worker threads on the %r "
             "channel layer (%s). DEBUG is %s. Quit with CONTROL-C."

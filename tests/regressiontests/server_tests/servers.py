@@ -1,0 +1,100 @@
+"""Start and stop real server processes on free loopback ports."""
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
+TESTS = os.path.join(REPO, "tests", "regressiontests")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def environment(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([TESTS, REPO, env.get("PYTHONPATH", "")])
+    env["DJANGO_SETTINGS_MODULE"] = "server_tests.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class ServerProcess:
+    """A subprocess serving HTTP on a loopback port, with its output kept."""
+
+    def __init__(self, args, port=None, env=None, wait_for_port=True):
+        self.port = port
+        self.log = open(os.devnull, "wb") if False else None
+        self.output_path = "/tmp/server-tests-%d-%d.log" % (os.getpid(), id(self))
+        self._output = open(self.output_path, "wb")
+        self.process = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=env or environment(),
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )
+        if wait_for_port:
+            self.wait_until_serving()
+
+    def wait_until_serving(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    "Server exited with %s:\n%s" % (self.process.returncode, self.output)
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("Server did not listen in time:\n%s" % self.output)
+
+    @property
+    def output(self):
+        with open(self.output_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Signal the process and return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._output.close()
+        return self.process.returncode
+
+    def cleanup(self):
+        self.stop(signal.SIGKILL)
+        try:
+            os.unlink(self.output_path)
+        except FileNotFoundError:
+            pass
+
+
+def manage(*args):
+    return [sys.executable, "-m", "django", *args]

@@ -1,0 +1,100 @@
+"""manage.py runstack: the whole channel stack in one process, over sockets."""
+
+import json
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from django.test import SimpleTestCase
+
+from .servers import ServerProcess, free_port, manage
+
+
+class RunstackTests(SimpleTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.port = free_port()
+        cls.server = ServerProcess(
+            manage(
+                "runstack",
+                "--bind",
+                "127.0.0.1:%d" % cls.port,
+                "--workers",
+                "3",
+                "--no-access-log",
+            ),
+            port=cls.port,
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()
+        super().tearDownClass()
+
+    def test_get(self):
+        status, headers, body = self.server.request("GET", "/hello/?name=socket")
+        self.assertEqual((status, body), (200, b"Hello, socket!"))
+        self.assertIn(("Content-Type", "text/html; charset=utf-8"), headers)
+
+    def test_large_upload(self):
+        # Above the 256 KiB chunk size, below DATA_UPLOAD_MAX_MEMORY_SIZE.
+        body = b"0123456789" * 200_000
+        status, _, response = self.server.request(
+            "POST",
+            "/body-length/",
+            body=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(response), {"length": len(body)})
+
+    def test_streaming_response(self):
+        status, _, body = self.server.request(
+            "GET", "/stream/?parts=10&size=100000"
+        )
+        self.assertEqual((status, len(body)), (200, 10 * 100_002))
+
+    def test_head(self):
+        status, headers, body = self.server.request("HEAD", "/hello/")
+        self.assertEqual((status, body), (200, b""))
+
+    def test_concurrent_clients(self):
+        def get(i):
+            return self.server.request("GET", "/hello/?name=%d" % i)[2]
+
+        with ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(get, range(200)))
+        self.assertEqual(bodies, [b"Hello, %d!" % i for i in range(200)])
+
+
+class RunstackShutdownTests(SimpleTestCase):
+    def test_sigterm_finishes_in_flight_requests(self):
+        """SIGTERM lets an in-flight request finish, then exits cleanly."""
+        port = free_port()
+        server = ServerProcess(
+            manage("runstack", "--bind", "127.0.0.1:%d" % port), port=port
+        )
+        self.addCleanup(server.cleanup)
+        result = {}
+
+        def slow_request():
+            result["response"] = server.request("GET", "/slow/?seconds=1")
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.4)
+        self.assertEqual(server.stop(signal.SIGTERM), 0, server.output)
+        thread.join(10)
+        status, _, body = result["response"]
+        self.assertEqual((status, body), (200, b"slow done"))
+        self.assertIn("Serving channel_path_tests.urls on http://127.0.0.1", server.output)
+
+    def test_bad_bind(self):
+        server = ServerProcess(
+            manage("runstack", "--bind", "nonsense"), wait_for_port=False
+        )
+        self.addCleanup(server.cleanup)
+        self.assertEqual(server.process.wait(30), 1)
+        self.assertIn("--bind must be HOST:PORT", server.output)
