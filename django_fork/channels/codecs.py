@@ -140,6 +140,23 @@ def validate_request_message(message):
     return message
 
 
+def validate_response_start(message):
+    """Check an http.response.start message's shape and return it."""
+    if message.get("type") != "http.response.start":
+        raise InvalidMessage("Expected an http.response.start message.")
+    status = _require(message, "status", int)
+    if not 100 <= status <= 999:
+        raise InvalidMessage("Invalid status %r." % status)
+    for header in _require(message, "headers", list):
+        _require_pair(header, "Each header", bytes)
+        if any(c in header[1] for c in b"\r\n\0"):
+            raise InvalidMessage("A response header has a line break or NUL.")
+    _require(message, "body", bytes)
+    if _require(message, "more_body", bool):
+        _require_channel(message, "body_channel")
+    return message
+
+
 def validate_body_message(message, expected_type):
     """Check a body chunk message (or a disconnect in its stead)."""
     message_type = message.get("type")

@@ -26,6 +26,12 @@ class InvalidMessage(ChannelError, ValueError):
     status_code = 400
 
 
+class InvalidReply(InvalidMessage):
+    """A worker's reply is malformed; the interface answers 502."""
+
+    status_code = 502
+
+
 class ChannelFull(ChannelError):
     """The channel holds as many messages as its capacity allows."""
 

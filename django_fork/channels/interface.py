@@ -25,11 +25,13 @@ from django_fork.channels.codecs import (
     request_body_message,
     request_message,
     validate_body_message,
+    validate_response_start,
 )
 from django_fork.channels.exceptions import (
     ChannelError,
     ChannelFull,
     InvalidMessage,
+    InvalidReply,
     MessageTooLarge,
     ReplyTimeout,
 )
@@ -251,8 +253,10 @@ class InterfaceApplication:
 
     async def relay_response(self, reply_channel, client, send, response):
         start = await self.receive_reply(reply_channel, client)
-        if start.get("type") != "http.response.start":
-            raise InvalidMessage("Expected http.response.start.")
+        try:
+            validate_response_start(start)
+        except InvalidMessage as e:
+            raise InvalidReply(str(e)) from e
         response.started = True
         await send(
             {
@@ -271,9 +275,12 @@ class InterfaceApplication:
         more_body = start["more_body"]
         while more_body:
             message = await self.receive_reply(start["body_channel"], client)
-            validate_body_message(message, "http.response.body")
+            try:
+                validate_body_message(message, "http.response.body")
+            except InvalidMessage as e:
+                raise InvalidReply(str(e)) from e
             if message["type"] == "http.disconnect":
-                raise InvalidMessage("The worker abandoned the response.")
+                raise InvalidReply("The worker abandoned the response.")
             await send(
                 {
                     "type": "http.response.body",

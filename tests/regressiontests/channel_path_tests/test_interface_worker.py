@@ -371,3 +371,23 @@ class WorkerRobustnessTests(SimpleTestCase):
         async with running_worker(layer):
             status, _, _ = await queued
         self.assertEqual(status, 200)
+
+
+@override_settings(CHANNEL_LAYERS=layers())
+class MalformedReplyTests(SimpleTestCase):
+    async def test_malformed_reply_is_502(self):
+        """A worker's malformed reply gives the client 502, not a crash."""
+        layer = get_channel_layer()
+        communicator = ApplicationCommunicator(
+            InterfaceApplication(), http_scope(path="/hello/")
+        )
+        await send_body(communicator, b"")
+        message = await asyncio.wait_for(layer.receive("http.request"), 2)
+        await layer.send(
+            message["reply_channel"],
+            {"type": "http.response.start", "status": "200", "headers": []},
+        )
+        with self.assertLogs("django_fork.channels.interface", logging.WARNING):
+            status, _, _ = await read_response(communicator)
+        self.assertEqual(status, 502)
+        await communicator.wait(2)
