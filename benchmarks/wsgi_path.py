@@ -26,7 +26,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-PROJECT = os.path.join(REPO, "tests", "regressiontests", "wsgi_path_tests", "stock_project")
+PROJECT = os.path.join(
+    REPO, "tests", "regressiontests", "wsgi_path_tests", "stock_project"
+)
 
 PROBE = r"""
 import io, sys, time
@@ -146,9 +148,12 @@ def main():
         % (
             args.rounds,
             args.requests,
-            "%d vs %d requests" % (args.callgrind_requests, 2 * args.callgrind_requests)
-            if per_request
-            else "valgrind not installed",
+            (
+                "%d vs %d requests"
+                % (args.callgrind_requests, 2 * args.callgrind_requests)
+                if per_request
+                else "valgrind not installed"
+            ),
         )
     )
 

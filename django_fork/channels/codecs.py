@@ -19,9 +19,7 @@ _SPEC_MAJOR = SPEC_VERSION.split(".")[0]
 # Requests.
 
 
-def request_message(
-    scope, reply_channel, body=b"", more_body=False, body_channel=None
-):
+def request_message(scope, reply_channel, body=b"", more_body=False, body_channel=None):
     """Return the http.request message for an ASGI HTTP scope."""
     message = {
         "type": "http.request",

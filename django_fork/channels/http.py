@@ -73,9 +73,7 @@ class HttpConsumer:
             await self.refuse(message, e)
             return
         try:
-            first, response = await self.worker.run_sync(
-                self.serve, message, body_file
-            )
+            first, response = await self.worker.run_sync(self.serve, message, body_file)
         finally:
             body_file.close()
         if first is not None:
@@ -145,9 +143,7 @@ class HttpConsumer:
             body_channel = new_channel_name(
                 HTTP_RESPONSE_BODY_PREFIX, self.layer.client_prefix
             )
-            messages = encode_response(
-                response, body_channel, self.handler.chunk_size
-            )
+            messages = encode_response(response, body_channel, self.handler.chunk_size)
             first = next(messages)
             if not first["more_body"]:
                 return first, None
@@ -195,4 +191,3 @@ class HttpConsumer:
             )
         finally:
             await self.worker.run_sync(response.close)
-

@@ -72,9 +72,7 @@ class Worker:
             ", ".join(self.channels),
             self.threads,
         )
-        self._slots = [
-            asyncio.ensure_future(self._slot()) for _ in range(self.threads)
-        ]
+        self._slots = [asyncio.ensure_future(self._slot()) for _ in range(self.threads)]
         try:
             await asyncio.gather(*self._slots)
         finally:

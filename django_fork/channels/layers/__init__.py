@@ -46,7 +46,7 @@ DEFAULT_CHANNEL_LAYERS = {
 
 
 class _SharedConnections:
-    """Attribute storage shared by all threads (BaseConnectionHandler's slot)."""
+    """Attribute storage shared by every thread of the process."""
 
 
 class ChannelLayerHandler(BaseConnectionHandler):
@@ -69,9 +69,7 @@ class ChannelLayerHandler(BaseConnectionHandler):
             )
         for alias, config in settings_dict.items():
             if "BACKEND" not in config:
-                raise self.exception_class(
-                    "CHANNEL_LAYERS[%r] has no BACKEND." % alias
-                )
+                raise self.exception_class("CHANNEL_LAYERS[%r] has no BACKEND." % alias)
         return settings_dict
 
     def __getitem__(self, alias):

@@ -285,9 +285,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             result = {}
             for name in sorted(names):
                 queue = self._queues.get(name) or ()
-                oldest = (
-                    max(0.0, now - (queue[0][0] - self.expiry)) if queue else 0.0
-                )
+                oldest = max(0.0, now - (queue[0][0] - self.expiry)) if queue else 0.0
                 counters = self._counters.get(name) or ChannelCounters()
                 result[name] = counters.as_dict(
                     now,

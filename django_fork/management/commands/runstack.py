@@ -4,7 +4,6 @@ import logging
 import signal
 
 import uvicorn
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 

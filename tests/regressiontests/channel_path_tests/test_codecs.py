@@ -95,7 +95,9 @@ class RequestCodecTests(SimpleTestCase):
         chunk = {"type": "http.request.body", "body": b"x", "more_body": False}
         self.assertIs(validate_body_message(chunk, "http.request.body"), chunk)
         disconnect = {"type": "http.disconnect"}
-        self.assertIs(validate_body_message(disconnect, "http.request.body"), disconnect)
+        self.assertIs(
+            validate_body_message(disconnect, "http.request.body"), disconnect
+        )
         with self.assertRaisesMessage(InvalidMessage, "Expected http.request.body"):
             validate_body_message({"type": "other"}, "http.request.body")
         with self.assertRaisesMessage(InvalidMessage, "'body' is a str"):
@@ -162,4 +164,6 @@ class ResponseCodecTests(SimpleTestCase):
     def test_response_headers_keep_case_and_latin1(self):
         response = HttpResponse()
         response["X-Custom"] = "café"
-        self.assertIn([b"X-Custom", "café".encode("latin1")], response_headers(response))
+        self.assertIn(
+            [b"X-Custom", "café".encode("latin1")], response_headers(response)
+        )

@@ -367,7 +367,9 @@ class WorkerRobustnessTests(SimpleTestCase):
         # A request sent now stays on the layer for the next worker.
         queued = asyncio.ensure_future(request(app, path="/hello/"))
         await asyncio.sleep(0.1)
-        self.assertEqual((await layer.stats(["http.request"]))["http.request"]["depth"], 1)
+        self.assertEqual(
+            (await layer.stats(["http.request"]))["http.request"]["depth"], 1
+        )
         async with running_worker(layer):
             status, _, _ = await queued
         self.assertEqual(status, 200)

@@ -166,7 +166,7 @@ class ChannelLayerContractTests:
                 self.assertEqual((await self.receive(layer, name))["name"], name)
 
     async def test_invalid_messages(self):
-        """A message of anything but JSON-capable values and bytes is refused."""
+        """A message of anything but JSON-capable values and bytes fails."""
         layer = self.layer()
         for message in [
             "not a dict",
@@ -252,7 +252,7 @@ class ChannelLayerContractTests:
             await layer.new_channel("bad name")
 
     async def test_process_specific_channels(self):
-        """Many concurrent receives on one process's channels each get theirs."""
+        """Concurrent receives on one process's channels each get theirs."""
         layer = self.layer()
         names = [await layer.new_channel("reply") for _ in range(50)]
         receivers = [asyncio.ensure_future(self.receive(layer, n)) for n in names]
@@ -278,7 +278,7 @@ class ChannelLayerContractTests:
         self.assertEqual((await self.receive(receiver, "shared"))["n"], 2)
 
     def layer_pair(self):
-        """Return two layers over the same store (one object when in-process)."""
+        """Return two layers over one store (one object when in-process)."""
         layer = self.layer()
         return layer, layer
 

@@ -30,9 +30,7 @@ class InMemoryChannelLayerTests(ChannelLayerContractTests, SimpleTestCase):
             for i in range(start, start + 500):
                 layer.send_sync("crossing", {"type": "t", "n": i})
 
-        threads = [
-            threading.Thread(target=produce, args=(i * 500,)) for i in range(4)
-        ]
+        threads = [threading.Thread(target=produce, args=(i * 500,)) for i in range(4)]
         for thread in threads:
             thread.start()
         asyncio.run(asyncio.wait_for(consume(), 10))
@@ -50,7 +48,7 @@ class InMemoryChannelLayerTests(ChannelLayerContractTests, SimpleTestCase):
 
 class ChannelLayersSettingTests(SimpleTestCase):
     def test_default_is_in_memory(self):
-        """With CHANNEL_LAYERS unset, the default alias is an in-memory layer."""
+        """With CHANNEL_LAYERS unset, the default layer is in-memory."""
         self.assertIsInstance(get_channel_layer(), InMemoryChannelLayer)
 
     def test_same_layer_in_every_thread(self):

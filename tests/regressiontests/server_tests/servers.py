@@ -52,7 +52,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    "Server exited with %s:\n%s" % (self.process.returncode, self.output)
+                    "Server exited with %s:\n%s"
+                    % (self.process.returncode, self.output)
                 )
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()

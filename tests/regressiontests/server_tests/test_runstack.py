@@ -51,9 +51,7 @@ class RunstackTests(SimpleTestCase):
         self.assertEqual(json.loads(response), {"length": len(body)})
 
     def test_streaming_response(self):
-        status, _, body = self.server.request(
-            "GET", "/stream/?parts=10&size=100000"
-        )
+        status, _, body = self.server.request("GET", "/stream/?parts=10&size=100000")
         self.assertEqual((status, len(body)), (200, 10 * 100_002))
 
     def test_head(self):
@@ -89,7 +87,9 @@ class RunstackShutdownTests(SimpleTestCase):
         thread.join(10)
         status, _, body = result["response"]
         self.assertEqual((status, body), (200, b"slow done"))
-        self.assertIn("Serving channel_path_tests.urls on http://127.0.0.1", server.output)
+        self.assertIn(
+            "Serving channel_path_tests.urls on http://127.0.0.1", server.output
+        )
 
     def test_bad_bind(self):
         server = ServerProcess(

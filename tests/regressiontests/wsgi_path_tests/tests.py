@@ -37,7 +37,7 @@ def probe(**env):
 
 class StockProjectTests(SimpleTestCase):
     def test_unchanged_project_with_django_fork_installed(self):
-        """django_fork importable: the project runs exactly as on stock Django."""
+        """With django_fork installed, the project runs as on stock Django."""
         served = probe()
         self.assertEqual(served["body"], "GET / visits=1")
         self.assertEqual(served["cookies"], 1)
