@@ -16,12 +16,10 @@ from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.core import signals
-from django.core.exceptions import RequestDataTooBig
 from django.core.handlers import base
 from django.http import (
     FileResponse,
     HttpRequest,
-    HttpResponse,
     HttpResponseBadRequest,
     HttpResponseServerError,
     QueryDict,
@@ -88,10 +86,13 @@ class ChannelRequest(HttpRequest):
         self.resolver_match = None
         self.script_name = get_script_prefix(message)
         path = get_path(message)
-        prefix = self.script_name.rstrip("/")
+        # Like a WSGI server, split the mount point (root_path) off the path
+        # to get PATH_INFO; an empty PATH_INFO means "/". FORCE_SCRIPT_NAME
+        # replaces SCRIPT_NAME only, as WSGIRequest does: stripping it from
+        # the path instead would lose PATH_INFO when it differs from
+        # root_path.
+        prefix = (message.get("root_path") or "").rstrip("/")
         if prefix and (path == prefix or path.startswith(prefix + "/")):
-            # Like a WSGI server, split the script name off PATH_INFO; an
-            # empty PATH_INFO means "/".
             self.path_info = path[len(prefix) :] or "/"
         else:
             self.path_info = path
@@ -115,7 +116,8 @@ class ChannelRequest(HttpRequest):
         if client:
             self.META["REMOTE_ADDR"] = client[0]
             self.META["REMOTE_HOST"] = client[0]
-            self.META["REMOTE_PORT"] = client[1]
+            # A string, as WSGI servers give it (ASGIRequest gives an int).
+            self.META["REMOTE_PORT"] = str(client[1])
         server = message.get("server")
         if server:
             self.META["SERVER_NAME"] = server[0]
@@ -163,11 +165,12 @@ class ChannelHandler(base.BaseHandler):
     """Run http.request messages through Django's synchronous stack."""
 
     request_class = ChannelRequest
-    chunk_size = DEFAULT_CHUNK_SIZE
 
     def __init__(self):
         super().__init__()
         self.load_middleware()
+        #: Bytes of response body per message (the CHANNEL_CHUNK_SIZE setting).
+        self.chunk_size = getattr(settings, "CHANNEL_CHUNK_SIZE", DEFAULT_CHUNK_SIZE)
 
     def __call__(self, message, body_file):
         """Return the response to an http.request message and its body."""
@@ -193,8 +196,6 @@ class ChannelHandler(base.BaseHandler):
                 extra={"status_code": 400},
             )
             return None, HttpResponseBadRequest()
-        except RequestDataTooBig:
-            return None, HttpResponse("413 Payload too large", status=413)
 
     def handle_uncaught_exception(self, request, resolver, exc_info):
         """Last-chance handler: there is no server above to catch errors."""
