@@ -1,0 +1,125 @@
+"""
+Settings of the django_fork demo project.
+
+A stock Django 5.2 settings module plus "django_fork" in INSTALLED_APPS,
+which adds the runstack and runworker commands. CHANNEL_LAYERS is not set, so
+the default alias is the in-memory layer: ``manage.py runstack`` serves the
+site from one process with no Redis.
+
+The pages need no database tables: sessions live in the cache, so the demo
+runs without ``manage.py migrate``.
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A fixed key is fine for a demo on 127.0.0.1; set DJANGO_SECRET_KEY anywhere
+# else.
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY",
+    "django-insecure-demo-key-for-local-use-only-1b6a0c5e7f3d",
+)
+
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_fork",
+    "shop",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "demo.wsgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": BASE_DIR / "db.sqlite3",
+    }
+}
+
+# Sessions in the (local-memory) cache: no database table needed. Each
+# process has its own cache, which suits runstack's single process.
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Uploads above 2.5 MB (Django's default) spool to temporary files; the
+# channel path does the same with request bodies.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2621440
+
+# The demo's own settings: the size of the generated download, where it is
+# written, and the pause between the lines of the streaming page.
+DEMO_DOWNLOAD_SIZE = 32 * 1024 * 1024
+DEMO_DOWNLOAD_DIR = BASE_DIR / "var"
+DEMO_STREAM_LINES = 20
+DEMO_STREAM_DELAY = 0.25
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "simple": {
+            "format": "{asctime} {levelname} {name}: {message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "simple"},
+    },
+    "loggers": {
+        # The interface, the worker and runstack log at INFO: startup,
+        # shutdown, dropped messages, abandoned responses.
+        "django_fork": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+        },
+        "django.request": {
+            "handlers": ["console"],
+            "level": "WARNING",
+            "propagate": False,
+        },
+    },
+}
