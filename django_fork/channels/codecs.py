@@ -268,3 +268,85 @@ def error_response_messages(status, text):
         ],
         body,
     )
+
+
+# WebSockets.
+
+
+def websocket_connect_message(scope, reply_channel):
+    """Return the websocket.connect message for an ASGI WebSocket scope."""
+    return {
+        "type": "websocket.connect",
+        "version": SPEC_VERSION,
+        "reply_channel": reply_channel,
+        "http_version": scope.get("http_version", "1.1"),
+        "scheme": scope.get("scheme", "ws"),
+        "path": scope["path"],
+        "raw_path": scope.get("raw_path"),
+        "query_string": scope.get("query_string", b""),
+        "root_path": scope.get("root_path", ""),
+        "headers": [[name, value] for name, value in scope.get("headers", ())],
+        "client": list(scope["client"]) if scope.get("client") else None,
+        "server": list(scope["server"]) if scope.get("server") else None,
+        "subprotocols": list(scope.get("subprotocols", ())),
+    }
+
+
+def websocket_receive_message(connect, seq, text=None, data=None):
+    """Return the websocket.receive message for a client frame."""
+    return {
+        "type": "websocket.receive",
+        "reply_channel": connect["reply_channel"],
+        "path": connect["path"],
+        "query_string": connect["query_string"],
+        "seq": seq,
+        "text": text,
+        "bytes": data,
+    }
+
+
+def websocket_disconnect_message(connect, code, seq):
+    """Return the websocket.disconnect message for a closed socket."""
+    return {
+        "type": "websocket.disconnect",
+        "reply_channel": connect["reply_channel"],
+        "path": connect["path"],
+        "query_string": connect["query_string"],
+        "code": code,
+        "seq": seq,
+    }
+
+
+def validate_websocket_message(message):
+    """Check a websocket.connect/receive/disconnect message; return it."""
+    message_type = message.get("type")
+    if message_type not in (
+        "websocket.connect",
+        "websocket.receive",
+        "websocket.disconnect",
+    ):
+        raise InvalidMessage("Expected a websocket event message.")
+    _require_channel(message, "reply_channel")
+    path = _require(message, "path", str)
+    if not path.startswith("/"):
+        raise InvalidMessage("The path must start with '/'.")
+    _require(message, "query_string", bytes)
+    if message_type == "websocket.connect":
+        version = _require(message, "version", str)
+        if version.split(".")[0] != _SPEC_MAJOR:
+            raise InvalidMessage("Unsupported message version %r." % version)
+        for header in _require(message, "headers", list):
+            _require_pair(header, "Each header", bytes)
+        for subprotocol in _require(message, "subprotocols", list):
+            if not isinstance(subprotocol, str):
+                raise InvalidMessage("Subprotocols must be str.")
+    else:
+        _require(message, "seq", int)
+    if message_type == "websocket.receive":
+        text = _require(message, "text", str, optional=True)
+        data = _require(message, "bytes", bytes, optional=True)
+        if (text is None) == (data is None):
+            raise InvalidMessage("A frame has exactly one of text and bytes.")
+    if message_type == "websocket.disconnect":
+        _require(message, "code", int)
+    return message

@@ -36,6 +36,7 @@ from django_fork.channels.exceptions import (
     ReplyTimeout,
 )
 from django_fork.channels.layers import channel_layers
+from django_fork.channels.websocket_relay import WebSocketRelay
 from django_fork.channels.messages import (
     HTTP_DISCONNECT_CHANNEL,
     HTTP_REQUEST_BODY_PREFIX,
@@ -71,9 +72,14 @@ class InterfaceApplication:
 
     Options default to settings: CHANNEL_HTTP_TIMEOUT (seconds to wait for
     the start of a response and for each further chunk, default 60),
-    CHANNEL_CHUNK_SIZE (bytes per body message, default 256 KiB) and
+    CHANNEL_CHUNK_SIZE (bytes per body message, default 256 KiB),
     CHANNEL_MAX_REQUEST_BODY_SIZE (bytes, default None: no limit beyond
-    Django's own).
+    Django's own), and for WebSockets CHANNEL_WEBSOCKET_ALLOWED_ORIGINS
+    (default None: ALLOWED_HOSTS), CHANNEL_WEBSOCKET_MAX_FRAME_SIZE (bytes,
+    default 1 MiB), CHANNEL_WEBSOCKET_IDLE_TIMEOUT (seconds without a client
+    frame before closing, default None: never) and
+    CHANNEL_WEBSOCKET_ACK_TIMEOUT (seconds a frame may take to be handled,
+    default CHANNEL_HTTP_TIMEOUT).
     """
 
     def __init__(
@@ -82,6 +88,10 @@ class InterfaceApplication:
         timeout=None,
         chunk_size=None,
         max_request_body_size=None,
+        websocket_allowed_origins=None,
+        websocket_max_frame_size=None,
+        websocket_idle_timeout=None,
+        websocket_ack_timeout=None,
     ):
         self.layer_alias = layer_alias
         self.timeout = (
@@ -98,6 +108,21 @@ class InterfaceApplication:
             else getattr(settings, "CHANNEL_MAX_REQUEST_BODY_SIZE", None)
         )
 
+        self.websocket_allowed_origins = (
+            websocket_allowed_origins
+            if websocket_allowed_origins is not None
+            else getattr(settings, "CHANNEL_WEBSOCKET_ALLOWED_ORIGINS", None)
+        )
+        self.websocket_max_frame_size = websocket_max_frame_size or getattr(
+            settings, "CHANNEL_WEBSOCKET_MAX_FRAME_SIZE", 1024 * 1024
+        )
+        self.websocket_idle_timeout = websocket_idle_timeout or getattr(
+            settings, "CHANNEL_WEBSOCKET_IDLE_TIMEOUT", None
+        )
+        self.websocket_ack_timeout = websocket_ack_timeout or getattr(
+            settings, "CHANNEL_WEBSOCKET_ACK_TIMEOUT", self.timeout
+        )
+
     @property
     def layer(self):
         return channel_layers[self.layer_alias]
@@ -108,11 +133,7 @@ class InterfaceApplication:
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["type"] == "websocket":
-            # WebSockets are relayed once the websocket channels exist;
-            # until then the handshake is refused.
-            message = await receive()
-            if message["type"] == "websocket.connect":
-                await send({"type": "websocket.close", "code": 1000})
+            await WebSocketRelay(self, scope, receive, send).run()
         else:
             raise ValueError("Unknown ASGI scope type %r." % scope["type"])
 

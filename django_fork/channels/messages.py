@@ -81,3 +81,88 @@ class HTTPDisconnectMessage(TypedDict):
     type: Literal["http.disconnect"]
     reply_channel: str
     path: str
+
+
+#: Channels that carry WebSocket events to workers.
+WEBSOCKET_CONNECT_CHANNEL = "websocket.connect"
+WEBSOCKET_RECEIVE_CHANNEL = "websocket.receive"
+WEBSOCKET_DISCONNECT_CHANNEL = "websocket.disconnect"
+#: Prefix of the process-specific reply channels of WebSocket connections.
+WEBSOCKET_SEND_PREFIX = "websocket.send"
+
+
+class WebSocketConnectMessage(TypedDict):
+    """A client opened a WebSocket, sent on "websocket.connect"."""
+
+    type: Literal["websocket.connect"]
+    version: str
+    #: The socket's channel: workers send accept/send/close/ack there.
+    reply_channel: str
+    http_version: str
+    scheme: str
+    path: str
+    raw_path: NotRequired[bytes | None]
+    query_string: bytes
+    root_path: str
+    headers: list[list[bytes]]
+    client: NotRequired[list | None]
+    server: NotRequired[list | None]
+    subprotocols: list[str]
+
+
+class WebSocketReceiveMessage(TypedDict):
+    """
+    A frame from the client, sent on "websocket.receive". The interface sends
+    frame seq + 1 only once a worker acknowledged frame seq, so the frames of
+    one socket are handled in order whichever workers take them.
+    """
+
+    type: Literal["websocket.receive"]
+    reply_channel: str
+    path: str
+    query_string: bytes
+    seq: int
+    text: NotRequired[str | None]
+    bytes: NotRequired[bytes | None]
+
+
+class WebSocketDisconnectMessage(TypedDict):
+    """The socket closed, sent on "websocket.disconnect" after every frame."""
+
+    type: Literal["websocket.disconnect"]
+    reply_channel: str
+    path: str
+    query_string: bytes
+    code: int
+    seq: int
+
+
+class WebSocketAcceptMessage(TypedDict):
+    """Accept the handshake (worker to interface)."""
+
+    type: Literal["websocket.accept"]
+    subprotocol: NotRequired[str | None]
+    headers: NotRequired[list[list[bytes]]]
+
+
+class WebSocketSendMessage(TypedDict):
+    """Send a frame to the client (worker to interface; also group sends)."""
+
+    type: Literal["websocket.send"]
+    text: NotRequired[str | None]
+    bytes: NotRequired[bytes | None]
+
+
+class WebSocketCloseMessage(TypedDict):
+    """Close the socket, or refuse the handshake (403) before accepting."""
+
+    type: Literal["websocket.close"]
+    code: NotRequired[int]
+    reason: NotRequired[str]
+
+
+class WebSocketAckMessage(TypedDict):
+    """A worker finished handling frame seq (worker to interface)."""
+
+    type: Literal["websocket.ack"]
+    seq: int

@@ -19,8 +19,12 @@ from django_fork.channels.http import HttpConsumer
 from django_fork.channels.messages import (
     HTTP_DISCONNECT_CHANNEL,
     HTTP_REQUEST_CHANNEL,
+    WEBSOCKET_CONNECT_CHANNEL,
+    WEBSOCKET_DISCONNECT_CHANNEL,
+    WEBSOCKET_RECEIVE_CHANNEL,
 )
-from django_fork.channels.routing import get_project_routes, select_channels
+from django_fork.channels.routing import Routing, select_channels
+from django_fork.channels.websockets import WebSocketDispatcher
 
 logger = logging.getLogger("django_fork.channels.worker")
 
@@ -36,6 +40,7 @@ class Worker:
         self,
         layer,
         routes=None,
+        routing=None,
         threads=4,
         only_channels=None,
         exclude_channels=None,
@@ -44,11 +49,22 @@ class Worker:
         self.layer = layer
         self.threads = threads
         self.stream_timeout = stream_timeout
+        if routing is None:
+            routing = Routing.from_setting() if routes is None else Routing(routes)
+        self.routing = routing
         self.routes = {
             HTTP_REQUEST_CHANNEL: HttpConsumer(self),
             HTTP_DISCONNECT_CHANNEL: ignore_message,
-            **(get_project_routes() if routes is None else routes),
         }
+        if routing.websocket_urlpatterns:
+            dispatcher = WebSocketDispatcher(self, routing)
+            for channel in (
+                WEBSOCKET_CONNECT_CHANNEL,
+                WEBSOCKET_RECEIVE_CHANNEL,
+                WEBSOCKET_DISCONNECT_CHANNEL,
+            ):
+                self.routes[channel] = dispatcher
+        self.routes.update(routing.channel_routes)
         self.channels = select_channels(
             list(self.routes), only_channels, exclude_channels
         )

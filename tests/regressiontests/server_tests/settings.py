@@ -7,6 +7,7 @@ DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 INSTALLED_APPS = ["django_fork"]
 ROOT_URLCONF = "channel_path_tests.urls"
+CHANNEL_ROUTING = "websocket_tests.routing"
 USE_TZ = True
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 DATABASES = {}

@@ -1,0 +1,84 @@
+"""
+The worker's side of WebSockets: route websocket.* events to consumers.
+
+The event's path is resolved against the websocket_urlpatterns of
+CHANNEL_ROUTING; a new consumer instance handles each event. After a frame's
+consumer returns (or fails), the worker acknowledges the frame on the
+socket's reply channel, after anything the consumer sent there: the
+interface then sends the socket's next frame.
+"""
+
+import logging
+
+from django.urls import Resolver404
+
+from django_fork.channels.codecs import validate_websocket_message
+from django_fork.channels.exceptions import ChannelError, InvalidMessage
+
+logger = logging.getLogger("django_fork.channels.websockets")
+
+
+class WebSocketDispatcher:
+    """Consume websocket.connect, websocket.receive, websocket.disconnect."""
+
+    def __init__(self, worker, routing):
+        self.worker = worker
+        self.routing = routing
+
+    @property
+    def layer(self):
+        return self.worker.layer
+
+    async def __call__(self, message):
+        try:
+            validate_websocket_message(message)
+        except InvalidMessage as e:
+            logger.warning("Dropped a malformed WebSocket message: %s", e)
+            return
+        try:
+            await self.dispatch(message)
+        finally:
+            if message["type"] == "websocket.receive":
+                await self.reply(
+                    message, {"type": "websocket.ack", "seq": message["seq"]}
+                )
+
+    async def dispatch(self, message):
+        try:
+            match = self.routing.resolve_websocket(message["path"])
+        except Resolver404:
+            logger.warning("No WebSocket consumer for %s.", message["path"])
+            if message["type"] == "websocket.connect":
+                await self.reply(message, {"type": "websocket.close", "code": 1008})
+            return
+        consumer_class = getattr(match.func, "consumer_class", None)
+        if consumer_class is None:
+            logger.error(
+                "The WebSocket route for %s is not a consumer (use "
+                "ConsumerClass.as_consumer()).",
+                message["path"],
+            )
+            return
+        try:
+            if consumer_class.is_async:
+                consumer = consumer_class(message, self.layer, match.kwargs)
+                await consumer.handle()
+            else:
+                consumer = consumer_class(
+                    message, self.layer, match.kwargs, self.worker.call_from_thread
+                )
+                await self.worker.run_sync(consumer.handle)
+        except Exception:
+            logger.exception(
+                "WebSocket consumer %s failed on %s.",
+                consumer_class.__name__,
+                message["type"],
+            )
+            if message["type"] == "websocket.connect":
+                await self.reply(message, {"type": "websocket.close", "code": 1011})
+
+    async def reply(self, message, answer):
+        try:
+            await self.layer.send(message["reply_channel"], answer)
+        except ChannelError as e:
+            logger.warning("Could not answer a WebSocket event: %s", e)

@@ -1,0 +1,64 @@
+import threading
+
+from django_fork.channels.consumer import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+    JsonWebsocketConsumer,
+    WebsocketConsumer,
+)
+
+#: Frames seen per socket, in the order consumers handled them.
+seen = {}
+seen_lock = threading.Lock()
+disconnects = []
+
+
+class EchoConsumer(WebsocketConsumer):
+    def receive(self, text_data=None, bytes_data=None):
+        if text_data == "close":
+            self.close(4000)
+        elif text_data is not None:
+            self.send(text_data="echo:" + text_data)
+        else:
+            self.send(bytes_data=bytes_data[::-1])
+
+    def disconnect(self, code):
+        disconnects.append(code)
+
+
+class RefusingConsumer(WebsocketConsumer):
+    def connect(self):
+        self.close()
+
+
+class OrderConsumer(WebsocketConsumer):
+    """Record each socket's frames in the order they are handled."""
+
+    def receive(self, text_data=None, bytes_data=None):
+        with seen_lock:
+            seen.setdefault(self.reply_channel, []).append(int(text_data))
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    groups = ["room"]
+
+    async def receive(self, text_data=None, bytes_data=None):
+        await self.group_send("room", text_data=text_data)
+
+
+class AsyncJsonConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        await self.accept(subprotocol="json.v1")
+
+    async def receive_json(self, content):
+        await self.send_json({"got": content, "room": self.kwargs["room"]})
+
+
+class SyncJsonConsumer(JsonWebsocketConsumer):
+    def receive_json(self, content):
+        self.send_json({"sum": sum(content)})
+
+
+class FailingConsumer(WebsocketConsumer):
+    def receive(self, text_data=None, bytes_data=None):
+        raise RuntimeError("consumer bug")

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/echo/", consumers.EchoConsumer.as_consumer()),
+    path("ws/refuse/", consumers.RefusingConsumer.as_consumer()),
+    path("ws/order/", consumers.OrderConsumer.as_consumer()),
+    path("ws/room/", consumers.RoomConsumer.as_consumer()),
+    path("ws/json/<slug:room>/", consumers.AsyncJsonConsumer.as_consumer()),
+    path("ws/sum/", consumers.SyncJsonConsumer.as_consumer()),
+    path("ws/fail/", consumers.FailingConsumer.as_consumer()),
+]
