@@ -15,6 +15,7 @@ worker's event loop.
 
 import json
 
+from asgiref.sync import sync_to_async
 from django.utils.functional import classproperty
 
 __all__ = [
@@ -28,6 +29,12 @@ __all__ = [
 class _ConsumerBase:
     #: Groups the socket joins on connect and leaves on disconnect.
     groups = ()
+    #: Set by the session decorators of django_fork.contrib.sessions.channel.
+    use_channel_session = False
+    use_http_session = False
+    channel_session = None
+    http_session = None
+    user = None
 
     def __init__(self, message, channel_layer, kwargs=None, run=None):
         self.message = message
@@ -66,13 +73,36 @@ class _ConsumerBase:
     def handler_name(self):
         return self.message["type"].replace(".", "_")
 
+    def load_sessions(self):
+        """Load the sessions the class asked for (see the decorators)."""
+        from django_fork.contrib.sessions import channel as sessions
+
+        if self.use_channel_session:
+            self.channel_session = sessions.load_channel_session(self.reply_channel)
+        if self.use_http_session:
+            self.http_session = sessions.load_http_session(
+                self.message, self.channel_session
+            )
+            self.user = sessions.load_user(self.http_session)
+
+    def save_sessions(self):
+        """Save the channel session; delete it once the socket is gone."""
+        if self.channel_session is None:
+            return
+        if self.message["type"] == "websocket.disconnect":
+            self.channel_session.delete()
+        elif self.channel_session.modified:
+            self.channel_session.save()
+
 
 class WebsocketConsumer(_ConsumerBase):
     """A WebSocket consumer whose handlers are plain (sync) methods."""
 
     def handle(self):
         """Run the handler of this event's type."""
+        self.load_sessions()
         getattr(self, self.handler_name())(self.message)
+        self.save_sessions()
 
     def websocket_connect(self, message):
         for group in self.groups:
@@ -98,6 +128,9 @@ class WebsocketConsumer(_ConsumerBase):
         """Called once the socket has closed."""
 
     def accept(self, subprotocol=None, headers=None):
+        # Frames may arrive at other workers as soon as the client sees the
+        # accept: the channel session must be saved before.
+        self.save_sessions()
         message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:
             message["headers"] = [list(header) for header in headers]
@@ -142,7 +175,12 @@ class AsyncWebsocketConsumer(_ConsumerBase):
     """A WebSocket consumer whose handlers are coroutines."""
 
     async def handle(self):
+        sessions = self.use_channel_session or self.use_http_session
+        if sessions:
+            await sync_to_async(self.load_sessions)()
         await getattr(self, self.handler_name())(self.message)
+        if sessions:
+            await sync_to_async(self.save_sessions)()
 
     async def websocket_connect(self, message):
         for group in self.groups:
@@ -169,6 +207,8 @@ class AsyncWebsocketConsumer(_ConsumerBase):
         pass
 
     async def accept(self, subprotocol=None, headers=None):
+        if self.channel_session is not None:
+            await sync_to_async(self.save_sessions)()
         message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:
             message["headers"] = [list(header) for header in headers]

@@ -6,11 +6,16 @@ from django_fork.channels.consumer import (
     JsonWebsocketConsumer,
     WebsocketConsumer,
 )
+from django_fork.contrib.sessions.channel import (
+    channel_and_http_session,
+    channel_session,
+)
 
 #: Frames seen per socket, in the order consumers handled them.
 seen = {}
 seen_lock = threading.Lock()
 disconnects = []
+count_channels = []
 
 
 class EchoConsumer(WebsocketConsumer):
@@ -62,3 +67,24 @@ class SyncJsonConsumer(JsonWebsocketConsumer):
 class FailingConsumer(WebsocketConsumer):
     def receive(self, text_data=None, bytes_data=None):
         raise RuntimeError("consumer bug")
+
+
+@channel_session
+class CountingConsumer(WebsocketConsumer):
+    """Count frames in the channel session; report which worker served."""
+
+    def connect(self):
+        count_channels.append(self.reply_channel)
+        self.channel_session["frames"] = 0
+        self.accept()
+
+    def receive(self, text_data=None, bytes_data=None):
+        self.channel_session["frames"] += 1
+        self.send(text_data=str(self.channel_session["frames"]))
+
+
+@channel_and_http_session
+class WhoAmIConsumer(WebsocketConsumer):
+    def receive(self, text_data=None, bytes_data=None):
+        name = self.http_session.get("name") if self.http_session else None
+        self.send(text_data="%s/%s" % (name, self.user.get_username() or "anonymous"))

@@ -10,4 +10,6 @@ websocket_urlpatterns = [
     path("ws/json/<slug:room>/", consumers.AsyncJsonConsumer.as_consumer()),
     path("ws/sum/", consumers.SyncJsonConsumer.as_consumer()),
     path("ws/fail/", consumers.FailingConsumer.as_consumer()),
+    path("ws/count/", consumers.CountingConsumer.as_consumer()),
+    path("ws/whoami/", consumers.WhoAmIConsumer.as_consumer()),
 ]

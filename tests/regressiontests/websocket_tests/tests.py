@@ -115,7 +115,7 @@ class WebSocketTests(SimpleTestCase):
             await socket.disconnect(4000)
 
     async def test_consumer_refuses(self):
-        """A close before accept refuses the handshake (the server sends 403)."""
+        """A close before accept refuses the handshake (servers send 403)."""
         async with running_worker():
             socket = Socket(InterfaceApplication(), "/ws/refuse/")
             self.assertEqual((await socket.connect())["type"], "websocket.close")
@@ -277,7 +277,7 @@ class WebSocketSecurityTests(SimpleTestCase):
             )
 
     async def test_unacknowledged_frame_closes_1011(self):
-        """A frame lost with its worker closes the socket instead of stalling."""
+        """A frame lost with its worker closes the socket, never stalls it."""
         layer = get_channel_layer()
         socket = Socket(InterfaceApplication(websocket_ack_timeout=0.2), "/ws/echo/")
         await socket.communicator.send_input({"type": "websocket.connect"})
