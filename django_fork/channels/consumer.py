@@ -93,6 +93,10 @@ class _ConsumerBase:
             self.channel_session.delete()
         elif self.channel_session.modified:
             self.channel_session.save()
+            # Saved once (at accept) is enough: a second save after the
+            # handler would overwrite what later frames, on other workers,
+            # have stored since.
+            self.channel_session.modified = False
 
 
 class WebsocketConsumer(_ConsumerBase):
