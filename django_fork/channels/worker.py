@@ -9,6 +9,7 @@ that does not decode, is logged and dropped: the worker goes on.
 """
 
 import asyncio
+import importlib.util
 import inspect
 import logging
 import time
@@ -64,6 +65,10 @@ class Worker:
                 WEBSOCKET_DISCONNECT_CHANNEL,
             ):
                 self.routes[channel] = dispatcher
+        if importlib.util.find_spec("django_tasks") is not None:
+            from django_fork.channels.task_backend import get_task_routes
+
+            self.routes.update(get_task_routes())
         self.routes.update(routing.channel_routes)
         self.channels = select_channels(
             list(self.routes), only_channels, exclude_channels

@@ -151,6 +151,17 @@ class BaseChannelLayer:
             "subclasses of BaseChannelLayer must provide a send() method"
         )
 
+    async def send_later(self, channel, message, delay):
+        """
+        Put message on channel after delay seconds ("delay" extension). The
+        capacity check happens on delivery; a message that finds the channel
+        full is retried shortly after, never dropped.
+        """
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer must provide a send_later() method "
+            "to support the 'delay' extension"
+        )
+
     async def receive(self, channel):
         """Wait for the next message on channel and return it."""
         raise NotImplementedError(
@@ -225,6 +236,9 @@ class BaseChannelLayer:
 
     def send_sync(self, channel, message):
         return async_to_sync(self.send)(channel, message)
+
+    def send_later_sync(self, channel, message, delay):
+        return async_to_sync(self.send_later)(channel, message, delay)
 
     def receive_sync(self, channel):
         return async_to_sync(self.receive)(channel)

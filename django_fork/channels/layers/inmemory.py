@@ -8,6 +8,8 @@ send_sync() while the interface's event loop waits in receive().
 """
 
 import asyncio
+import heapq
+import itertools
 import threading
 import time
 from collections import deque
@@ -59,7 +61,7 @@ def _consumer_id():
 class InMemoryChannelLayer(BaseChannelLayer):
     """A thread-safe, single-process channel layer."""
 
-    extensions = ["groups", "flush", "stats"]
+    extensions = ["groups", "flush", "stats", "delay"]
 
     def __init__(self, location=None, **options):
         super().__init__(location=location, **options)
@@ -71,6 +73,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # group -> {channel: expires_at}
         self._groups = {}
         self._counters = {}
+        # Delayed messages: a heap of (due, n, channel, message), released by
+        # one timer thread that runs while the heap is not empty.
+        self._delayed = []
+        self._delayed_order = itertools.count()
+        self._delay_wakeup = threading.Condition(self._lock)
+        self._delay_thread = None
         self._next_sweep = time.monotonic() + min(self.expiry, 1.0)
 
     # Internals; all of them run with self._lock held.
@@ -173,6 +181,43 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._put(channel, message, now)
             self._counter(channel).sent(now)
 
+    async def send_later(self, channel, message, delay):
+        self.send_later_sync(channel, message, delay)
+
+    def send_later_sync(self, channel, message, delay):
+        self.validate_channel_name(channel)
+        message = self.copy_message(message)
+        due = time.monotonic() + max(0.0, delay)
+        with self._lock:
+            heapq.heappush(
+                self._delayed, (due, next(self._delayed_order), channel, message)
+            )
+            if self._delay_thread is None:
+                self._delay_thread = threading.Thread(
+                    target=self._release_delayed,
+                    name="django-fork-inmemory-delay",
+                    daemon=True,
+                )
+                self._delay_thread.start()
+            self._delay_wakeup.notify()
+
+    def _release_delayed(self):
+        with self._lock:
+            while self._delayed:
+                now = time.monotonic()
+                due, order, channel, message = self._delayed[0]
+                if due > now:
+                    self._delay_wakeup.wait(due - now)
+                    continue
+                heapq.heappop(self._delayed)
+                try:
+                    self._put(channel, message, now)
+                    self._counter(channel).sent(now)
+                except ChannelFull:
+                    # Delivery is owed: try again shortly.
+                    heapq.heappush(self._delayed, (now + 0.05, order, channel, message))
+            self._delay_thread = None
+
     async def receive(self, channel):
         return (await self.receive_any([channel]))[1]
 
@@ -271,6 +316,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._queues.clear()
             self._groups.clear()
             self._counters.clear()
+            self._delayed.clear()
 
     async def stats(self, channels=None):
         return self.stats_sync(channels)

@@ -395,3 +395,30 @@ class ChannelLayerContractTests:
         self.assertEqual(layer.stats_sync(["sync-channel"])["sync-channel"]["depth"], 1)
         layer.flush_sync()
         self.assertEqual(layer.stats_sync(["sync-channel"])["sync-channel"]["depth"], 0)
+
+    # Delayed delivery (the "delay" extension).
+
+    async def test_send_later(self):
+        """A delayed message arrives no earlier than asked, and arrives."""
+        layer = self.layer()
+        if "delay" not in layer.extensions:
+            self.skipTest("%s has no 'delay' extension." % type(layer).__name__)
+        start = time.monotonic()
+        await layer.send_later("delayed", {"type": "t", "n": 2}, 0.5)
+        await layer.send_later("delayed", {"type": "t", "n": 1}, 0.2)
+        await layer.send("delayed", {"type": "t", "n": 0})
+        self.assertEqual((await self.receive(layer, "delayed"))["n"], 0)
+        self.assertEqual((await self.receive(layer, "delayed"))["n"], 1)
+        self.assertGreaterEqual(time.monotonic() - start, 0.2)
+        self.assertEqual((await self.receive(layer, "delayed"))["n"], 2)
+        self.assertGreaterEqual(time.monotonic() - start, 0.5)
+
+    async def test_send_later_into_full_channel_is_not_lost(self):
+        layer = self.layer(capacity=1)
+        if "delay" not in layer.extensions:
+            self.skipTest("%s has no 'delay' extension." % type(layer).__name__)
+        await layer.send("busy", {"type": "t", "n": 0})
+        await layer.send_later("busy", {"type": "t", "n": 1}, 0.05)
+        await asyncio.sleep(0.2)
+        self.assertEqual((await self.receive(layer, "busy"))["n"], 0)
+        self.assertEqual((await self.receive(layer, "busy"))["n"], 1)

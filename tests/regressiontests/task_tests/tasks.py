@@ -1,0 +1,24 @@
+from django_tasks import task
+
+calls = []
+
+
+@task()
+def resize(width, height):
+    calls.append(("resize", width, height))
+    return {"area": width * height}
+
+
+@task()
+async def shout(text):
+    return text.upper()
+
+
+@task()
+def broken():
+    raise ValueError("task bug")
+
+
+@task(takes_context=True)
+def attempt(context):
+    return context.attempt

@@ -1,0 +1,144 @@
+"""Background work on named channels: send_task() and django-tasks."""
+
+import asyncio
+import datetime
+import logging
+import time
+
+from django.db import transaction
+from django.test import SimpleTestCase, TestCase, override_settings
+from django.utils import timezone
+from django_tasks import TaskResultStatus
+
+from django_fork.channels.background import send_task
+from django_fork.channels.layers import get_channel_layer
+from django_fork.channels.worker import Worker
+
+from . import tasks
+
+IN_MEMORY = "django_fork.channels.layers.inmemory.InMemoryChannelLayer"
+LAYERS = {"default": {"BACKEND": IN_MEMORY}}
+TASKS = {
+    "default": {
+        "BACKEND": "django_fork.channels.task_backend.ChannelTaskBackend",
+        "QUEUES": ["default", "images"],
+    }
+}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+class running_worker:
+    def __init__(self, **options):
+        options.setdefault("routes", {})
+        self.worker = Worker(get_channel_layer(), threads=2, **options)
+
+    async def __aenter__(self):
+        self.task = asyncio.ensure_future(self.worker.run())
+        return self.worker
+
+    async def __aexit__(self, *exc_info):
+        self.worker.stop()
+        await asyncio.wait_for(self.task, 10)
+
+
+async def wait_finished(result, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await result.arefresh()
+        if result.is_finished:
+            return result
+        await asyncio.sleep(0.02)
+    raise AssertionError("Task %s did not finish: %s" % (result.id, result.status))
+
+
+@override_settings(CHANNEL_LAYERS=LAYERS, TASKS=TASKS, CACHES=CACHES)
+class ChannelTaskBackendTests(SimpleTestCase):
+    def setUp(self):
+        tasks.calls.clear()
+
+    async def test_enqueue_runs_on_a_worker(self):
+        """enqueue() sends a message a worker runs; the result is stored."""
+        resize = tasks.resize.using(queue_name="images")
+        result = await asyncio.to_thread(resize.enqueue, 3, 4)
+        self.assertEqual(result.status, TaskResultStatus.READY)
+        stats = await get_channel_layer().stats(["tasks.images"])
+        self.assertEqual(stats["tasks.images"]["depth"], 1)
+        async with running_worker():
+            await wait_finished(result)
+        self.assertEqual(result.status, TaskResultStatus.SUCCESSFUL)
+        self.assertEqual(result.return_value, {"area": 12})
+        self.assertEqual(tasks.calls, [("resize", 3, 4)])
+        self.assertEqual(result.attempts, 1)
+
+    async def test_async_task_and_context(self):
+        shout = await asyncio.to_thread(tasks.shout.enqueue, "hi")
+        attempt = await asyncio.to_thread(tasks.attempt.enqueue)
+        async with running_worker():
+            await wait_finished(shout)
+            await wait_finished(attempt)
+        self.assertEqual(shout.return_value, "HI")
+        self.assertEqual(attempt.return_value, 1)
+
+    async def test_failed_task(self):
+        result = await asyncio.to_thread(tasks.broken.enqueue)
+        with self.assertLogs("django_fork.channels.tasks", logging.ERROR):
+            async with running_worker():
+                await wait_finished(result)
+        self.assertEqual(result.status, TaskResultStatus.FAILED)
+        self.assertEqual(result.errors[0].exception_class, ValueError)
+        self.assertIn("task bug", result.errors[0].traceback)
+
+    async def test_run_after_is_not_early(self):
+        run_after = timezone.now() + datetime.timedelta(seconds=0.5)
+        result = await asyncio.to_thread(
+            tasks.resize.using(run_after=run_after).enqueue, 1, 1
+        )
+        async with running_worker():
+            await wait_finished(result)
+        self.assertGreaterEqual(result.started_at, run_after)
+
+    async def test_only_channels_pool(self):
+        """A --only-channels "tasks.*" worker runs tasks and no views."""
+        async with running_worker(only_channels=["tasks.*"]) as worker:
+            self.assertEqual(worker.channels, ["tasks.default", "tasks.images"])
+            resize = tasks.resize.using(queue_name="images")
+            result = await asyncio.to_thread(resize.enqueue, 2, 2)
+            await wait_finished(result)
+        self.assertEqual(result.return_value, {"area": 4})
+
+
+@override_settings(CHANNEL_LAYERS=LAYERS)
+class SendTaskTests(TestCase):
+    def test_send_on_commit(self):
+        """With on_commit, the message leaves when the transaction commits."""
+        layer = get_channel_layer()
+        with self.captureOnCommitCallbacks(execute=True):
+            with transaction.atomic():
+                send_task("thumbnails", {"type": "t", "n": 1}, on_commit=True)
+                self.assertEqual(
+                    layer.stats_sync(["thumbnails"])["thumbnails"]["depth"], 0
+                )
+        self.assertEqual(layer.receive_sync("thumbnails")["n"], 1)
+
+    def test_rolled_back_send_never_happens(self):
+        layer = get_channel_layer()
+        with self.captureOnCommitCallbacks(execute=True) as callbacks:
+            try:
+                with transaction.atomic():
+                    send_task("thumbnails", {"type": "t"}, on_commit=True)
+                    raise RuntimeError
+            except RuntimeError:
+                pass
+        self.assertEqual(callbacks, [])
+        self.assertEqual(layer.stats_sync(["thumbnails"])["thumbnails"]["depth"], 0)
+
+    def test_delayed_send(self):
+        layer = get_channel_layer()
+        start = time.monotonic()
+        send_task("later", {"type": "t"}, delay=0.3)
+        layer.receive_sync("later")
+        self.assertGreaterEqual(time.monotonic() - start, 0.3)
+
+    def test_invalid_channel_fails_in_the_view(self):
+        with self.assertRaisesMessage(ValueError, "is invalid"):
+            send_task("not valid", {"type": "t"}, on_commit=True)
