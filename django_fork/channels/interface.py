@@ -36,13 +36,13 @@ from django_fork.channels.exceptions import (
     ReplyTimeout,
 )
 from django_fork.channels.layers import channel_layers
-from django_fork.channels.websocket_relay import WebSocketRelay
 from django_fork.channels.messages import (
     HTTP_DISCONNECT_CHANNEL,
     HTTP_REQUEST_BODY_PREFIX,
     HTTP_REQUEST_CHANNEL,
     HTTP_RESPONSE_PREFIX,
 )
+from django_fork.channels.websocket_relay import WebSocketRelay
 
 logger = logging.getLogger("django_fork.channels.interface")
 
