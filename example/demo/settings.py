@@ -34,7 +34,20 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_fork",
     "shop",
+    "chat",
 ]
+
+# WebSocket routes (and channel consumers) of the channel workers.
+CHANNEL_ROUTING = "demo.routing"
+
+# django-tasks @task functions run on the channel workers; results are kept in
+# the cache, which all threads of runstack's single process share.
+TASKS = {
+    "default": {
+        "BACKEND": "django_fork.channels.task_backend.ChannelTaskBackend",
+        "QUEUES": ["default"],
+    }
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -3,5 +3,6 @@
 from django.urls import include, path
 
 urlpatterns = [
+    path("chat/", include("chat.urls")),
     path("", include("shop.urls")),
 ]
