@@ -25,3 +25,11 @@ if os.environ.get("SERVER_TESTS_REDIS_URL"):
             "LOCATION": os.environ["SERVER_TESTS_REDIS_URL"],
         }
     }
+    # Channel sessions must be shared by the worker processes.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["SERVER_TESTS_REDIS_URL"].replace("/0", "/1"),
+        }
+    }
+    SESSION_ENGINE = "django.contrib.sessions.backends.cache"

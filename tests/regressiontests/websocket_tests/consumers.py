@@ -88,3 +88,24 @@ class WhoAmIConsumer(WebsocketConsumer):
     def receive(self, text_data=None, bytes_data=None):
         name = self.http_session.get("name") if self.http_session else None
         self.send(text_data="%s/%s" % (name, self.user.get_username() or "anonymous"))
+
+
+@channel_session
+class SequenceConsumer(WebsocketConsumer):
+    """Check, in the channel session, that frames arrive numbered in order."""
+
+    def connect(self):
+        self.channel_session["next"] = 0
+        self.accept()
+
+    def receive(self, text_data=None, bytes_data=None):
+        if text_data == "done":
+            self.send(text_data="done:%d" % self.channel_session["next"])
+            return
+        number = int(text_data)
+        if number != self.channel_session["next"]:
+            self.send(
+                text_data="out of order: expected %d, got %d"
+                % (self.channel_session["next"], number)
+            )
+        self.channel_session["next"] = number + 1

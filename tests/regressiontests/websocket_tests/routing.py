@@ -12,4 +12,5 @@ websocket_urlpatterns = [
     path("ws/fail/", consumers.FailingConsumer.as_consumer()),
     path("ws/count/", consumers.CountingConsumer.as_consumer()),
     path("ws/whoami/", consumers.WhoAmIConsumer.as_consumer()),
+    path("ws/sequence/", consumers.SequenceConsumer.as_consumer()),
 ]
