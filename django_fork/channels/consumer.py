@@ -118,6 +118,11 @@ class WebsocketConsumer(_ConsumerBase):
         self.accept()
 
     def websocket_receive(self, message):
+        # Renew group memberships: they lapse after the layer's group_expiry
+        # unless renewed, which drops sockets that vanished without a
+        # disconnect but must not drop live ones.
+        for group in self.groups:
+            self._run(self.channel_layer.group_add(group, self.reply_channel))
         self.receive(text_data=message.get("text"), bytes_data=message.get("bytes"))
 
     def receive(self, text_data=None, bytes_data=None):
@@ -195,6 +200,8 @@ class AsyncWebsocketConsumer(_ConsumerBase):
         await self.accept()
 
     async def websocket_receive(self, message):
+        for group in self.groups:
+            await self.channel_layer.group_add(group, self.reply_channel)
         await self.receive(
             text_data=message.get("text"), bytes_data=message.get("bytes")
         )

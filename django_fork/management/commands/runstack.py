@@ -74,6 +74,19 @@ class Command(BaseCommand):
             "or 60).",
         )
         parser.add_argument(
+            "--ws-ping-interval",
+            type=float,
+            default=20.0,
+            help="Seconds between WebSocket pings (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--ws-ping-timeout",
+            type=float,
+            default=20.0,
+            help="Seconds to wait for a pong before closing a WebSocket "
+            "(default: %(default)s).",
+        )
+        parser.add_argument(
             "--no-access-log",
             action="store_false",
             dest="access_log",
@@ -99,6 +112,8 @@ class Command(BaseCommand):
             log_level="info" if options["verbosity"] > 0 else "warning",
             server_header=False,
             timeout_graceful_shutdown=30,
+            ws_ping_interval=options["ws_ping_interval"],
+            ws_ping_timeout=options["ws_ping_timeout"],
         )
         server = StackServer(config)
         self.stdout.write(
