@@ -152,6 +152,8 @@ def validate_response_start(message):
     _require(message, "body", bytes)
     if _require(message, "more_body", bool):
         _require_channel(message, "body_channel")
+        if message.get("ack_channel") is not None:
+            _require_channel(message, "ack_channel")
     return message
 
 
@@ -189,7 +191,7 @@ def response_headers(response):
 
 
 def response_start_message(
-    status, headers, body=b"", more_body=False, body_channel=None
+    status, headers, body=b"", more_body=False, body_channel=None, ack_channel=None
 ):
     """Return an http.response.start message."""
     message = {
@@ -201,6 +203,8 @@ def response_start_message(
     }
     if more_body:
         message["body_channel"] = body_channel
+        if ack_channel is not None:
+            message["ack_channel"] = ack_channel
     return message
 
 
@@ -221,7 +225,13 @@ def chunk_bytes(data, chunk_size):
         )
 
 
-def encode_response(response, body_channel, chunk_size=DEFAULT_CHUNK_SIZE):
+def encode_response(
+    response,
+    body_channel,
+    chunk_size=DEFAULT_CHUNK_SIZE,
+    ack_channel=None,
+    head=False,
+):
     """
     Yield the messages for a Django response with sync content.
 
@@ -230,21 +240,26 @@ def encode_response(response, body_channel, chunk_size=DEFAULT_CHUNK_SIZE):
     http.response.body messages for body_channel. A streaming response's
     start message goes out before its first part is produced, and each part
     is sent as soon as it is produced: a stream may be slow on purpose.
+    For a HEAD request (head=True) no body is produced, as a server would
+    not send it.
     """
     status = response.status_code
     headers = response_headers(response)
+    if head:
+        yield response_start_message(status, headers)
+        return
     if not response.streaming:
         content = response.content
         if len(content) <= chunk_size:
             yield response_start_message(status, headers, content)
             return
         yield response_start_message(
-            status, headers, content[:chunk_size], True, body_channel
+            status, headers, content[:chunk_size], True, body_channel, ack_channel
         )
         for chunk, last in chunk_bytes(content[chunk_size:], chunk_size):
             yield response_body_message(chunk, not last)
         return
-    yield response_start_message(status, headers, b"", True, body_channel)
+    yield response_start_message(status, headers, b"", True, body_channel, ack_channel)
     yield from encode_streaming_parts(response.streaming_content, chunk_size)
 
 

@@ -26,7 +26,11 @@ from django_fork.channels.codecs import (
     validate_request_message,
 )
 from django_fork.channels.exceptions import ChannelFull, InvalidMessage
-from django_fork.channels.messages import HTTP_RESPONSE_BODY_PREFIX
+from django_fork.channels.messages import (
+    HTTP_RESPONSE_ACK_PREFIX,
+    HTTP_RESPONSE_BODY_PREFIX,
+    HTTP_RESPONSE_WINDOW,
+)
 from django_fork.channels.names import new_channel_name, validate_channel_name
 from django_fork.core.handlers.channel import ChannelHandler
 
@@ -35,6 +39,23 @@ logger = logging.getLogger("django_fork.channels.http")
 
 class RequestAborted(Exception):
     """The client went away, or its body stopped arriving."""
+
+
+class ResponseAborted(Exception):
+    """The client went away, or the interface stopped acknowledging."""
+
+
+class _Stream:
+    """A response body on its way: where it goes, and how far ahead it is."""
+
+    def __init__(self, layer):
+        self.body_channel = new_channel_name(
+            HTTP_RESPONSE_BODY_PREFIX, layer.client_prefix
+        )
+        self.ack_channel = new_channel_name(
+            HTTP_RESPONSE_ACK_PREFIX, layer.client_prefix
+        )
+        self.unacknowledged = 0
 
 
 class HttpConsumer:
@@ -137,34 +158,56 @@ class HttpConsumer:
         request_finished sees the thread's database connections.
         """
         response = self.handler(message, body_file)
-        if response.streaming and response.is_async:
+        head = message["method"] == "HEAD"
+        if response.streaming and response.is_async and not head:
             return None, response
         try:
-            body_channel = new_channel_name(
-                HTTP_RESPONSE_BODY_PREFIX, self.layer.client_prefix
+            stream = _Stream(self.layer)
+            messages = encode_response(
+                response,
+                stream.body_channel,
+                self.handler.chunk_size,
+                stream.ack_channel,
+                head=head,
             )
-            messages = encode_response(response, body_channel, self.handler.chunk_size)
             first = next(messages)
             if not first["more_body"]:
                 return first, None
             call = self.worker.call_from_thread
             call(self.layer.send(message["reply_channel"], first))
             for body_message in messages:
-                call(self.worker.send_stream(body_channel, body_message))
-        except ChannelFull:
-            logger.warning(
-                "Response to %s abandoned: its reader stopped reading.",
-                message["path"],
-            )
+                call(self.send_chunk(stream, body_message))
+        except ResponseAborted as e:
+            logger.info("Response to %s abandoned: %s", message["path"], e)
         finally:
             response.close()
         return None, None
 
+    async def send_chunk(self, stream, body_message):
+        """
+        Send a further chunk, at most HTTP_RESPONSE_WINDOW chunks ahead of
+        the interface's acknowledgements: a client that reads slowly slows
+        the view, and one that went away stops it.
+        """
+        if stream.unacknowledged >= HTTP_RESPONSE_WINDOW:
+            try:
+                ack = await asyncio.wait_for(
+                    self.layer.receive(stream.ack_channel), self.worker.stream_timeout
+                )
+            except asyncio.TimeoutError:
+                raise ResponseAborted("the interface stopped acknowledging")
+            if ack.get("type") != "http.response.ack":
+                raise ResponseAborted("the client went away")
+            stream.unacknowledged -= 1
+        try:
+            await self.worker.send_stream(stream.body_channel, body_message)
+        except ChannelFull:
+            raise ResponseAborted("the interface stopped reading")
+        stream.unacknowledged += 1
+
     async def stream_async(self, message, response):
         """Send a response whose content is an async iterator."""
-        body_channel = new_channel_name(
-            HTTP_RESPONSE_BODY_PREFIX, self.layer.client_prefix
-        )
+        stream = _Stream(self.layer)
         try:
             await self.layer.send(
                 message["reply_channel"],
@@ -173,21 +216,17 @@ class HttpConsumer:
                     response_headers(response),
                     b"",
                     True,
-                    body_channel,
+                    stream.body_channel,
+                    stream.ack_channel,
                 ),
             )
             chunk_size = self.handler.chunk_size
             async for part in response.streaming_content:
                 for body_message in encode_streaming_parts([part], chunk_size):
                     if body_message["more_body"]:
-                        await self.worker.send_stream(body_channel, body_message)
-            await self.worker.send_stream(
-                body_channel, response_body_message(b"", False)
-            )
-        except ChannelFull:
-            logger.warning(
-                "Response to %s abandoned: its reader stopped reading.",
-                message["path"],
-            )
+                        await self.send_chunk(stream, body_message)
+            await self.send_chunk(stream, response_body_message(b"", False))
+        except ResponseAborted as e:
+            logger.info("Response to %s abandoned: %s", message["path"], e)
         finally:
             await self.worker.run_sync(response.close)

@@ -18,6 +18,7 @@ import time
 
 import django
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from django_fork.channels.codecs import (
     DEFAULT_CHUNK_SIZE,
@@ -36,6 +37,7 @@ from django_fork.channels.exceptions import (
     ReplyTimeout,
 )
 from django_fork.channels.layers import channel_layers
+from django_fork.channels.layers.inmemory import InMemoryChannelLayer
 from django_fork.channels.messages import (
     HTTP_DISCONNECT_CHANNEL,
     HTTP_REQUEST_BODY_PREFIX,
@@ -294,22 +296,41 @@ class InterfaceApplication:
             }
         )
         more_body = start["more_body"]
-        while more_body:
-            message = await self.receive_reply(start["body_channel"], client)
-            try:
-                validate_body_message(message, "http.response.body")
-            except InvalidMessage as e:
-                raise InvalidReply(str(e)) from e
-            if message["type"] == "http.disconnect":
-                raise InvalidReply("The worker abandoned the response.")
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": message["body"],
-                    "more_body": message["more_body"],
-                }
-            )
-            more_body = message["more_body"]
+        ack_channel = start.get("ack_channel")
+        try:
+            while more_body:
+                more_body = await self.relay_chunk(start, client, send)
+                if more_body and ack_channel is not None:
+                    await self.layer.send(ack_channel, {"type": "http.response.ack"})
+        except ClientDisconnected:
+            if ack_channel is not None:
+                # Stop the worker: it waits for acknowledgements.
+                await self.notify_worker(ack_channel, start)
+            raise
+
+    async def notify_worker(self, ack_channel, start):
+        try:
+            await self.layer.send(ack_channel, disconnect_message("", "/"))
+        except ChannelError:
+            pass
+
+    async def relay_chunk(self, start, client, send):
+        """Relay the next response chunk; return whether more follow."""
+        message = await self.receive_reply(start["body_channel"], client)
+        try:
+            validate_body_message(message, "http.response.body")
+        except InvalidMessage as e:
+            raise InvalidReply(str(e)) from e
+        if message["type"] == "http.disconnect":
+            raise InvalidReply("The worker abandoned the response.")
+        await send(
+            {
+                "type": "http.response.body",
+                "body": message["body"],
+                "more_body": message["more_body"],
+            }
+        )
+        return message["more_body"]
 
     async def notify_disconnect(self, reply_channel, path):
         try:
@@ -340,6 +361,18 @@ def get_interface_application(**options):
     """
     Return the ASGI interface application, as get_asgi_application() does for
     Django's ASGI handler: settings are loaded and apps populated first.
+
+    Refuse an in-memory layer: its messages never leave this process, where
+    no worker runs, so every request would wait for its timeout. (runstack
+    runs workers beside the interface and builds its application itself.)
     """
     django.setup(set_prefix=False)
-    return InterfaceApplication(**options)
+    application = InterfaceApplication(**options)
+    if isinstance(application.layer, InMemoryChannelLayer):
+        raise ImproperlyConfigured(
+            "The interface application needs a channel layer shared with "
+            "worker processes, but the %r layer is in-memory. Configure a "
+            "Redis layer in CHANNEL_LAYERS, or serve interface and workers "
+            "in one process with 'manage.py runstack'." % application.layer_alias
+        )
+    return application

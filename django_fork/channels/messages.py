@@ -21,6 +21,10 @@ HTTP_RESPONSE_PREFIX = "http.response"
 HTTP_REQUEST_BODY_PREFIX = "http.request.body?"
 #: Prefix of the single-reader channels that carry response body chunks.
 HTTP_RESPONSE_BODY_PREFIX = "http.response.body?"
+#: Prefix of the workers' channels for stream acknowledgements.
+HTTP_RESPONSE_ACK_PREFIX = "http.response.ack"
+#: Chunks a worker sends ahead of the interface's acknowledgements.
+HTTP_RESPONSE_WINDOW = 4
 
 
 class HTTPRequestMessage(TypedDict):
@@ -65,6 +69,16 @@ class HTTPResponseStartMessage(TypedDict):
     more_body: bool
     #: Where the rest of the body arrives, when more_body is true.
     body_channel: NotRequired[str]
+    #: Where the interface acknowledges each further chunk it relayed (or
+    #: sends http.disconnect when the client went away), when more_body is
+    #: true. The worker stays at most HTTP_RESPONSE_WINDOW chunks ahead.
+    ack_channel: NotRequired[str]
+
+
+class HTTPResponseAckMessage(TypedDict):
+    """The interface relayed one more response chunk to the client."""
+
+    type: Literal["http.response.ack"]
 
 
 class HTTPResponseBodyMessage(TypedDict):

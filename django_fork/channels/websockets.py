@@ -67,7 +67,7 @@ class WebSocketDispatcher:
                 consumer = consumer_class(
                     message, self.layer, match.kwargs, self.worker.call_from_thread
                 )
-                await self.worker.run_sync(consumer.handle)
+                await self.worker.run_consumer(consumer.handle)
         except Exception:
             logger.exception(
                 "WebSocket consumer %s failed on %s.",

@@ -15,6 +15,8 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from django.db import close_old_connections
+
 from django_fork.channels.exceptions import ChannelFull, ChannelLayerUnavailable
 from django_fork.channels.http import HttpConsumer
 from django_fork.channels.messages import (
@@ -28,6 +30,14 @@ from django_fork.channels.routing import Routing, select_channels
 from django_fork.channels.websockets import WebSocketDispatcher
 
 logger = logging.getLogger("django_fork.channels.worker")
+
+
+def _with_fresh_connections(func, *args):
+    close_old_connections()
+    try:
+        return func(*args)
+    finally:
+        close_old_connections()
 
 
 async def ignore_message(message):
@@ -138,13 +148,9 @@ class Worker:
             ):
                 await consumer(message)
             else:
-                await self.loop.run_in_executor(self.executor, consumer, message)
+                await self.run_consumer(consumer, message)
         except Exception:
-            logger.exception(
-                "Consumer for channel %r failed on a %r message; dropped.",
-                channel,
-                message.get("type"),
-            )
+            self.consumer_failed(channel, message)
         finally:
             self.handled += 1
             try:
@@ -152,7 +158,26 @@ class Worker:
             except Exception:
                 logger.exception("Could not acknowledge a message on %r.", channel)
 
+    def consumer_failed(self, channel, message):
+        """
+        Handle the exception a consumer raised (sys.exc_info() holds it): log
+        it. The message is dropped either way.
+        """
+        logger.exception(
+            "Consumer for channel %r failed on a %r message; dropped.",
+            channel,
+            message.get("type"),
+        )
+
     # Helpers for consumers.
+
+    async def run_consumer(self, func, *args):
+        """
+        Run a sync consumer in the thread pool, closing the thread's stale
+        database connections before and after, as request_started and
+        request_finished do for views.
+        """
+        return await self.run_sync(_with_fresh_connections, func, *args)
 
     async def run_sync(self, func, *args):
         """Run func in the worker's thread pool and return its result."""

@@ -17,6 +17,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
 from asgiref.testing import ApplicationCommunicator
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client, SimpleTestCase, override_settings
@@ -184,12 +185,16 @@ class DemoPagesTests(DemoTestCase):
         self.assertEqual(data["method"], "GET")
 
     def test_entry_points(self):
-        """asgi.py serves the channel path; wsgi.py is stock Django's."""
-        from demo.asgi import application as asgi_application
+        """
+        wsgi.py is stock Django's. asgi.py serves the channel path, and with
+        the in-memory layer (no worker process can share it) it fails loudly
+        rather than answer every request 504.
+        """
         from demo.wsgi import application as wsgi_application
 
-        self.assertIsInstance(asgi_application, InterfaceApplication)
         self.assertIsInstance(wsgi_application, WSGIHandler)
+        with self.assertRaisesMessage(ImproperlyConfigured, "manage.py runstack"):
+            import demo.asgi  # NOQA
 
 
 # The channel path.

@@ -2,6 +2,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 
 import uvicorn
 from django.conf import settings
@@ -116,6 +117,16 @@ class Command(BaseCommand):
             ws_ping_timeout=options["ws_ping_timeout"],
         )
         server = StackServer(config)
+        try:
+            # Bind before announcing anything: a taken port is reported as
+            # the command's error, not after a misleading banner.
+            listener = socket.create_server(
+                (host, port),
+                family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                backlog=config.backlog,
+            )
+        except OSError as e:
+            raise CommandError("Could not listen on %s: %s" % (options["bind"], e))
         self.stdout.write(
             "Serving %s on http://%s:%d/ with %d worker threads on the %r "
             "channel layer (%s). DEBUG is %s. Quit with CONTROL-C."
@@ -129,14 +140,15 @@ class Command(BaseCommand):
                 settings.DEBUG,
             )
         )
-        asyncio.run(self.serve(server, worker, layer))
+        asyncio.run(self.serve(server, listener, worker, layer))
+        self.stdout.write("Stopped after %d messages." % worker.handled)
 
-    async def serve(self, server, worker, layer):
+    async def serve(self, server, listener, worker, layer):
         worker_task = asyncio.ensure_future(worker.run())
         try:
             # uvicorn handles SIGINT/SIGTERM: it stops accepting, lets open
             # requests finish, then serve() returns.
-            await server.serve()
+            await server.serve(sockets=[listener])
         finally:
             worker.stop()
             await worker_task

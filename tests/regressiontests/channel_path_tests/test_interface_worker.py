@@ -393,3 +393,40 @@ class MalformedReplyTests(SimpleTestCase):
             status, _, _ = await read_response(communicator)
         self.assertEqual(status, 502)
         await communicator.wait(2)
+
+
+@override_settings(ROOT_URLCONF="channel_path_tests.urls", CHANNEL_LAYERS=layers())
+class ResponseStreamTests(SimpleTestCase):
+    async def test_client_leaving_stops_the_stream(self):
+        """A client that goes away stops its view's stream at once."""
+        views.events.clear()
+        layer = get_channel_layer()
+        async with running_worker(layer, threads=1):
+            communicator = ApplicationCommunicator(
+                InterfaceApplication(), http_scope(path="/endless/")
+            )
+            await send_body(communicator, b"")
+            start = await communicator.receive_output(5)
+            self.assertEqual(start["status"], 200)
+            for _ in range(3):
+                await communicator.receive_output(5)
+            await communicator.send_input({"type": "http.disconnect"})
+            for _ in range(200):
+                if views.events:
+                    break
+                await asyncio.sleep(0.01)
+            self.assertEqual(views.events, ["endless closed"])
+            # The only worker thread is free again.
+            status, _, _ = await request(InterfaceApplication(), path="/hello/")
+            self.assertEqual(status, 200)
+            await communicator.wait(5)
+
+    async def test_head_sends_no_body(self):
+        """For HEAD, the worker sends headers only, as a server would."""
+        layer = get_channel_layer()
+        async with running_worker(layer):
+            status, headers, body = await request(
+                InterfaceApplication(), method="HEAD", path="/file/"
+            )
+        self.assertEqual((status, body), (200, b""))
+        self.assertIn(b"Content-Length", [name for name, _ in headers])

@@ -14,4 +14,5 @@ urlpatterns = [
     path("cookies/", views.cookies),
     path("slow/", views.slow),
     path("boom/", views.boom),
+    path("endless/", views.endless),
 ]

@@ -95,3 +95,19 @@ def slow(request):
 
 def boom(request):
     raise ValueError("boom")
+
+
+def endless(request):
+    """Stream forever; record when the response is closed."""
+
+    def parts():
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield b"line %d\n" % n
+                threading.Event().wait(0.005)
+        finally:
+            events.append("endless closed")
+
+    return StreamingHttpResponse(parts())

@@ -113,3 +113,22 @@ class RunstackShutdownTests(SimpleTestCase):
         self.addCleanup(server.cleanup)
         self.assertEqual(server.process.wait(30), 1)
         self.assertIn("--bind must be HOST:PORT", server.output)
+
+
+class RunstackPortTakenTests(SimpleTestCase):
+    def test_port_taken(self):
+        """A taken port is the command's error, before any banner."""
+        import socket
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            server = ServerProcess(
+                manage("runstack", "--bind", "127.0.0.1:%d" % port),
+                wait_for_port=False,
+            )
+            self.addCleanup(server.cleanup)
+            self.assertEqual(server.process.wait(30), 1)
+        self.assertIn("Could not listen on 127.0.0.1:%d" % port, server.output)
+        self.assertNotIn("Serving", server.output)
