@@ -228,6 +228,19 @@ class BaseChannelLayer:
             "subclasses of BaseChannelLayer must provide a stats() method"
         )
 
+    async def peek(self, channel, limit=None):
+        """
+        Return copies of the messages waiting on channel, oldest first (at
+        most limit of them), without taking any: they stay queued for
+        receive(). Messages already handed to a waiting receiver or expired
+        are not included. Optional: backends that provide it declare the
+        "peek" extension. Test utilities use it; consumers shouldn't.
+        """
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer that declare the 'peek' extension "
+            "must provide a peek() method"
+        )
+
     async def close(self):
         """Release connections and background tasks held by the layer."""
 
@@ -266,6 +279,9 @@ class BaseChannelLayer:
 
     def stats_sync(self, channels=None):
         return async_to_sync(self.stats)(channels)
+
+    def peek_sync(self, channel, limit=None):
+        return async_to_sync(self.peek)(channel, limit)
 
     def close_sync(self):
         return async_to_sync(self.close)()

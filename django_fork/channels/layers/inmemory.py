@@ -61,7 +61,7 @@ def _consumer_id():
 class InMemoryChannelLayer(BaseChannelLayer):
     """A thread-safe, single-process channel layer."""
 
-    extensions = ["groups", "flush", "stats", "delay"]
+    extensions = ["groups", "flush", "stats", "delay", "peek"]
 
     def __init__(self, location=None, **options):
         super().__init__(location=location, **options)
@@ -317,6 +317,25 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._groups.clear()
             self._counters.clear()
             self._delayed.clear()
+
+    async def peek(self, channel, limit=None):
+        return self.peek_sync(channel, limit)
+
+    def peek_sync(self, channel, limit=None):
+        self.validate_channel_name(channel)
+        now = time.monotonic()
+        with self._lock:
+            waiting = [
+                message
+                for expires, message in self._queues.get(channel, ())
+                if expires > now
+            ]
+            if limit is not None:
+                waiting = waiting[:limit]
+            # Copies, made before a receiver can take (and change) one: a
+            # caller that changes what it peeked at mustn't change what a
+            # receiver gets later.
+            return [self.copy_message(message) for message in waiting]
 
     async def stats(self, channels=None):
         return self.stats_sync(channels)

@@ -1,0 +1,169 @@
+"""
+The interface hosted by each ASGI server, with a separate runworker process,
+over a Redis channel layer: the multi-process deployment.
+"""
+
+import json
+import os
+import sys
+
+from django.test import SimpleTestCase
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from django_fork.test.redis import RedisServer, require_redis
+
+from .servers import ServerProcess, environment, free_port, manage
+
+
+def script(name):
+    """Return the console script installed beside this interpreter."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+SERVERS = {
+    "uvicorn": lambda port: [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "server_tests.asgi:application",
+    ],
+    "daphne": lambda port: [
+        script("daphne"),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "server_tests.asgi:application",
+    ],
+    "hypercorn": lambda port: [
+        script("hypercorn"),
+        "-b",
+        "127.0.0.1:%d" % port,
+        "server_tests.asgi:application",
+    ],
+}
+
+
+class CrossProcessMixin:
+    server_name = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        require_redis()
+        cls.redis = RedisServer().start()
+        cls.addClassCleanup(cls.redis.stop)
+        env = environment(SERVER_TESTS_REDIS_URL=cls.redis.url)
+        cls.worker = ServerProcess(
+            manage("runworker", "--threads", "2"), env=env, wait_for_port=False
+        )
+        cls.addClassCleanup(cls.worker.cleanup)
+        cls.port = free_port()
+        cls.server = ServerProcess(
+            SERVERS[cls.server_name](cls.port), port=cls.port, env=env
+        )
+        cls.addClassCleanup(cls.server.cleanup)
+
+    def test_get(self):
+        status, _, body = self.server.request(
+            "GET", "/hello/?name=%s" % self.server_name
+        )
+        self.assertEqual(
+            (status, body), (200, b"Hello, %s!" % self.server_name.encode())
+        )
+
+    def test_upload_and_streaming_download(self):
+        body = bytes(range(256)) * 4000
+        status, _, response = self.server.request(
+            "POST",
+            "/body-length/",
+            body=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        self.assertEqual((status, json.loads(response)), (200, {"length": len(body)}))
+        status, _, response = self.server.request("GET", "/stream/?parts=5&size=200000")
+        self.assertEqual((status, len(response)), (200, 5 * 200_002))
+
+    def test_websocket_echo(self):
+        url = "ws://127.0.0.1:%d/ws/echo/" % self.port
+        with connect(url, open_timeout=10) as websocket:
+            websocket.send("hi")
+            self.assertEqual(websocket.recv(10), "echo:hi")
+            websocket.send(b"abc")
+            self.assertEqual(websocket.recv(10), b"cba")
+
+    def test_websocket_refused(self):
+        with self.assertRaises(InvalidStatus) as cm:
+            connect("ws://127.0.0.1:%d/ws/refuse/" % self.port, open_timeout=10)
+        self.assertEqual(cm.exception.response.status_code, 403)
+
+    def test_async_streaming(self):
+        status, _, body = self.server.request("GET", "/astream/")
+        self.assertEqual((status, body), (200, b"async-0;async-1;async-2;"))
+
+
+class UvicornTests(CrossProcessMixin, SimpleTestCase):
+    server_name = "uvicorn"
+
+
+class DaphneTests(CrossProcessMixin, SimpleTestCase):
+    server_name = "daphne"
+
+
+class HypercornTests(CrossProcessMixin, SimpleTestCase):
+    server_name = "hypercorn"
+
+
+class WebSocketOrderingTests(SimpleTestCase):
+    """
+    20 sockets each send 1,000 numbered frames through an interface and four
+    worker processes: every socket's frames reach the consumers in order.
+    """
+
+    sockets = 20
+    frames = 1000
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        require_redis()
+        cls.redis = RedisServer().start()
+        cls.addClassCleanup(cls.redis.stop)
+        env = environment(SERVER_TESTS_REDIS_URL=cls.redis.url)
+        for _ in range(4):
+            worker = ServerProcess(
+                manage("runworker", "--threads", "2"), env=env, wait_for_port=False
+            )
+            cls.addClassCleanup(worker.cleanup)
+        cls.port = free_port()
+        cls.server = ServerProcess(SERVERS["uvicorn"](cls.port), port=cls.port, env=env)
+        cls.addClassCleanup(cls.server.cleanup)
+
+    def test_frames_in_order(self):
+        import asyncio
+
+        from websockets.asyncio.client import connect as aconnect
+
+        url = "ws://127.0.0.1:%d/ws/sequence/" % self.port
+
+        async def one_socket():
+            async with aconnect(url, open_timeout=20) as websocket:
+                for n in range(self.frames):
+                    await websocket.send(str(n))
+                await websocket.send("done")
+                replies = []
+                while True:
+                    reply = await asyncio.wait_for(websocket.recv(), 60)
+                    replies.append(reply)
+                    if reply.startswith("done:"):
+                        return replies
+
+        async def all_sockets():
+            return await asyncio.gather(*(one_socket() for _ in range(self.sockets)))
+
+        results = asyncio.run(all_sockets())
+        self.assertEqual(results, [["done:%d" % self.frames]] * self.sockets)
