@@ -9,6 +9,7 @@ packages. Examples:
     ./runtests.py layers_tests handlers_tests --parallel 2
     ./runtests.py layers_tests.tests.InMemoryChannelLayerTests.test_send
     ./runtests.py -k send --coverage
+    ./runtests.py --channels transport_equivalence
 
 The last line of the output is always "N passed, N failed" (", N skipped"
 follows when tests were skipped); the exit status is 1 when a test failed or
@@ -158,13 +159,20 @@ class RuntestsParallelTestSuite(ParallelTestSuite):
 class RuntestsRunner(DiscoverRunner):
     parallel_test_suite = RuntestsParallelTestSuite
 
-    def __init__(self, *args, process_setup_args=(), **kwargs):
+    def __init__(self, *args, process_setup_args=(), channels=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.process_setup_args = process_setup_args
+        self.channels = channels
         self.result = None
 
     def build_suite(self, *args, **kwargs):
         suite = super().build_suite(*args, **kwargs)
+        if self.channels:
+            # Imported here, not at the top: coverage starts after this
+            # module's imports and must see django_fork's.
+            from django_fork.test.runner import use_channel_clients
+
+            use_channel_clients(suite)
         if isinstance(suite, ParallelTestSuite):
             suite.process_setup_args = self.process_setup_args
         return suite
@@ -304,6 +312,16 @@ def get_parser():
         ),
     )
     parser.add_argument(
+        "--channels",
+        action="store_true",
+        help=(
+            "Send the requests of every test's self.client and "
+            "self.async_client (Django's Client and AsyncClient) over the "
+            "channel path, as django_fork.test.runner.ChannelDiscoverRunner "
+            "does."
+        ),
+    )
+    parser.add_argument(
         "--coverage",
         action="store_true",
         help="Measure the coverage of django_fork and print a report.",
@@ -373,6 +391,7 @@ def run_tests(options, labels, test_apps, parallel):
             shuffle=options.shuffle,
             timing=options.timing,
             process_setup_args=(options.settings, test_apps),
+            channels=options.channels,
         )
         runner.run_tests(labels)
         result = runner.result

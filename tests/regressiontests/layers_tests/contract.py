@@ -396,6 +396,61 @@ class ChannelLayerContractTests:
         layer.flush_sync()
         self.assertEqual(layer.stats_sync(["sync-channel"])["sync-channel"]["depth"], 0)
 
+    # Looking without taking (the "peek" extension).
+
+    def peek_layer(self, **options):
+        layer = self.layer(**options)
+        if "peek" not in layer.extensions:
+            self.skipTest("%s has no 'peek' extension." % type(layer).__name__)
+        return layer
+
+    async def test_peek(self):
+        """peek() shows waiting messages, oldest first, and takes none."""
+        layer = self.peek_layer()
+        for n in range(3):
+            await layer.send("peeked", {"type": "t", "n": n})
+        self.assertEqual([m["n"] for m in await layer.peek("peeked")], [0, 1, 2])
+        self.assertEqual([m["n"] for m in await layer.peek("peeked", 2)], [0, 1])
+        self.assertEqual((await self.receive(layer, "peeked"))["n"], 0)
+        self.assertEqual([m["n"] for m in await layer.peek("peeked")], [1, 2])
+        self.assertEqual(await layer.peek("nothing-here"), [])
+
+    async def test_peek_returns_copies(self):
+        layer = self.peek_layer()
+        await layer.send("peeked", {"type": "t", "list": [1]})
+        (peeked,) = await layer.peek("peeked")
+        peeked["list"].append(2)
+        self.assertEqual((await self.receive(layer, "peeked"))["list"], [1])
+
+    async def test_peek_process_specific_channels(self):
+        """A process's channels are peeked one by one, group sends included."""
+        layer = self.peek_layer()
+        first = await layer.new_channel("reply")
+        second = await layer.new_channel("reply")
+        await layer.send(first, {"type": "t", "n": 1})
+        await layer.group_add("room", second)
+        await layer.group_send("room", {"type": "t", "n": 2})
+        self.assertEqual([m["n"] for m in await layer.peek(first)], [1])
+        self.assertEqual([m["n"] for m in await layer.peek(second)], [2])
+        self.assertEqual((await self.receive(layer, second))["n"], 2)
+
+    async def test_peek_skips_expired_messages(self):
+        layer = self.peek_layer(expiry=0.1)
+        await layer.send("peeked", {"type": "t"})
+        await asyncio.sleep(0.2)
+        self.assertEqual(await layer.peek("peeked"), [])
+
+    async def test_peek_invalid_name(self):
+        layer = self.peek_layer()
+        with self.assertRaises(InvalidChannelName):
+            await layer.peek("bad name")
+
+    def test_peek_sync(self):
+        layer = self.peek_layer()
+        layer.send_sync("peeked", {"type": "t", "n": 1})
+        self.assertEqual(layer.peek_sync("peeked"), [{"type": "t", "n": 1}])
+        self.assertEqual(layer.receive_sync("peeked")["n"], 1)
+
     # Delayed delivery (the "delay" extension).
 
     async def test_send_later(self):

@@ -1,0 +1,42 @@
+"""
+A test module written for stock Django, for the runner tests: they build and
+run it with the channel switch on and off. The name keeps runtests.py's
+discovery (test*.py) away from it.
+"""
+
+import os
+
+from django.test import Client, SimpleTestCase, override_settings
+
+results = []
+
+
+def report(name):
+    results.append(name)
+    if os.environ.get("SWITCHED_SUITE_PRINT"):
+        # For the test that runs this module with runtests.py --channels.
+        print("request class: %s" % name)
+
+
+@override_settings(ROOT_URLCONF="channel_test_utils.urls")
+class StockTests(SimpleTestCase):
+    def test_get(self):
+        response = self.client.get("/json/")
+        self.assertEqual(response.json(), {"answer": 42})
+        report(type(response.wsgi_request).__name__)
+
+    async def test_async_get(self):
+        response = await self.async_client.get("/json/")
+        self.assertEqual(response.json(), {"answer": 42})
+        report(type(response.asgi_request).__name__)
+
+
+class CustomClient(Client):
+    pass
+
+
+class CustomClientTests(SimpleTestCase):
+    client_class = CustomClient
+
+    def test_custom_client_is_kept(self):
+        report(type(self.client).__name__)

@@ -1,0 +1,101 @@
+"""The switch: ChannelDiscoverRunner and runtests.py --channels."""
+
+import io
+import os
+import subprocess
+import sys
+import unittest
+
+from django.test import AsyncClient, Client, SimpleTestCase
+
+from django_fork.test import AsyncChannelClient, ChannelClient, ChannelDiscoverRunner
+from django_fork.test.runner import (
+    ChannelRemoteTestRunner,
+    restore_clients,
+    use_channel_clients,
+)
+
+from . import switched_suite
+from .switched_suite import CustomClient, CustomClientTests, StockTests
+
+REPO_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
+
+
+class UseChannelClientsTests(SimpleTestCase):
+    def test_switch_and_restore(self):
+        suite = unittest.defaultTestLoader.loadTestsFromModule(switched_suite)
+        changed = use_channel_clients(suite)
+        try:
+            self.assertIs(StockTests.client_class, ChannelClient)
+            self.assertIs(StockTests.async_client_class, AsyncChannelClient)
+            self.assertIs(CustomClientTests.client_class, CustomClient)
+            self.assertIs(CustomClientTests.async_client_class, AsyncChannelClient)
+            self.assertEqual(len(changed), 3)
+        finally:
+            restore_clients(changed)
+        self.assertIs(StockTests.client_class, Client)
+        self.assertIs(StockTests.async_client_class, AsyncClient)
+        self.assertNotIn("client_class", StockTests.__dict__)
+
+    def test_parallel_workers_switch_too(self):
+        from django.test.runner import ParallelTestSuite
+
+        suite = ParallelTestSuite([], 2)
+        use_channel_clients(suite)
+        self.assertIs(suite.runner_class, ChannelRemoteTestRunner)
+
+
+class ChannelDiscoverRunnerTests(SimpleTestCase):
+    def run_suite(self, channels):
+        runner = ChannelDiscoverRunner(verbosity=0, channels=channels)
+        suite = runner.build_suite(["channel_test_utils.switched_suite"])
+        switched_suite.results.clear()
+        stream = io.StringIO()
+        try:
+            result = unittest.TextTestRunner(stream=stream, verbosity=0).run(suite)
+        finally:
+            restore_clients(runner._changed_clients)
+        self.assertTrue(result.wasSuccessful(), stream.getvalue())
+        return sorted(switched_suite.results)
+
+    def test_channels_on(self):
+        self.assertEqual(
+            self.run_suite(channels=True),
+            ["ChannelRequest", "ChannelRequest", "CustomClient"],
+        )
+
+    def test_channels_off(self):
+        self.assertEqual(
+            self.run_suite(channels=False),
+            ["ASGIRequest", "CustomClient", "WSGIRequest"],
+        )
+
+    def test_no_channels_option(self):
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        ChannelDiscoverRunner.add_arguments(parser)
+        self.assertIs(parser.parse_args([]).channels, True)
+        self.assertIs(parser.parse_args(["--no-channels"]).channels, False)
+
+
+class RuntestsChannelsOptionTests(SimpleTestCase):
+    def test_runtests_channels(self):
+        """runtests.py --channels sends a stock test's requests as messages."""
+        process = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(REPO_ROOT, "runtests.py"),
+                "--channels",
+                "channel_test_utils.switched_suite.StockTests",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "SWITCHED_SUITE_PRINT": "1"},
+        )
+        self.assertEqual(process.returncode, 0, process.stdout + process.stderr)
+        self.assertEqual(process.stdout.count("request class: ChannelRequest"), 2)
+        self.assertTrue(process.stdout.endswith("2 passed, 0 failed\n"))
