@@ -167,3 +167,31 @@ class WebSocketOrderingTests(SimpleTestCase):
 
         results = asyncio.run(all_sockets())
         self.assertEqual(results, [["done:%d" % self.frames]] * self.sockets)
+
+    def test_broadcast_to_1000_members_over_redis(self):
+        """A group_send over Redis reaches all 1,000 member channels."""
+        import asyncio
+
+        from django_fork.channels.layers.redis import RedisChannelLayer
+
+        async def broadcast():
+            layer = RedisChannelLayer(location=self.redis.url, prefix="broadcast")
+            try:
+                members = [
+                    await layer.new_channel("websocket.send") for _ in range(1000)
+                ]
+                for member in members:
+                    await layer.group_add("big-room", member)
+                await layer.group_send(
+                    "big-room", {"type": "websocket.send", "text": "x"}
+                )
+                return [
+                    await asyncio.wait_for(layer.receive(member), 10)
+                    for member in members
+                ]
+            finally:
+                await layer.close()
+
+        received = asyncio.run(broadcast())
+        self.assertEqual(len(received), 1000)
+        self.assertTrue(all(m["text"] == "x" for m in received))
