@@ -19,15 +19,14 @@ _SPEC_MAJOR = SPEC_VERSION.split(".")[0]
 # Requests.
 
 
-def request_message(scope, reply_channel, body=b"", more_body=False, body_channel=None):
-    """Return the http.request message for an ASGI HTTP scope."""
-    message = {
-        "type": "http.request",
+def _connection_fields(scope, message_type, reply_channel, default_scheme):
+    """Return the fields a message takes from an ASGI connection scope."""
+    return {
+        "type": message_type,
         "version": SPEC_VERSION,
         "reply_channel": reply_channel,
         "http_version": scope.get("http_version", "1.1"),
-        "method": scope["method"],
-        "scheme": scope.get("scheme", "http"),
+        "scheme": scope.get("scheme", default_scheme),
         "path": scope["path"],
         "raw_path": scope.get("raw_path"),
         "query_string": scope.get("query_string", b""),
@@ -35,9 +34,15 @@ def request_message(scope, reply_channel, body=b"", more_body=False, body_channe
         "headers": [[name, value] for name, value in scope.get("headers", ())],
         "client": list(scope["client"]) if scope.get("client") else None,
         "server": list(scope["server"]) if scope.get("server") else None,
-        "body": body,
-        "more_body": more_body,
     }
+
+
+def request_message(scope, reply_channel, body=b"", more_body=False, body_channel=None):
+    """Return the http.request message for an ASGI HTTP scope."""
+    message = _connection_fields(scope, "http.request", reply_channel, "http")
+    message["method"] = scope["method"]
+    message["body"] = body
+    message["more_body"] = more_body
     if more_body:
         message["body_channel"] = body_channel
     return message
@@ -91,6 +96,18 @@ def _require_pair(value, what, types):
         raise InvalidMessage("%s must be a two-item list." % what)
 
 
+def _check_header(name, value):
+    """
+    Refuse a header that would break HTTP/1.1 framing, in requests and in
+    responses alike: a name that is empty or holds a separator, a line break
+    or NUL; a value with a line break or NUL (RFC 9110, section 5).
+    """
+    if not name or b":" in name or any(c in name for c in b" \t\r\n\0"):
+        raise InvalidMessage("Invalid header name %r." % name[:40])
+    if any(c in value for c in b"\r\n\0"):
+        raise InvalidMessage("Header %r has a line break or NUL." % name[:40])
+
+
 def validate_request_message(message):
     """
     Check an http.request message's shape and return it; raise
@@ -119,11 +136,7 @@ def validate_request_message(message):
         raise InvalidMessage("The root_path must be empty or start with '/'.")
     for header in _require(message, "headers", list):
         _require_pair(header, "Each header", bytes)
-        name, value = header
-        if not name or b":" in name or any(c in name for c in b" \t\r\n\0"):
-            raise InvalidMessage("Invalid header name %r." % name[:40])
-        if any(c in value for c in b"\r\n\0"):
-            raise InvalidMessage("Header %r has a line break or NUL." % name[:40])
+        _check_header(*header)
     for key in ("client", "server"):
         value = _require(message, key, list, optional=True)
         if value is not None:
@@ -147,8 +160,7 @@ def validate_response_start(message):
         raise InvalidMessage("Invalid status %r." % status)
     for header in _require(message, "headers", list):
         _require_pair(header, "Each header", bytes)
-        if any(c in header[1] for c in b"\r\n\0"):
-            raise InvalidMessage("A response header has a line break or NUL.")
+        _check_header(*header)
     _require(message, "body", bytes)
     if _require(message, "more_body", bool):
         _require_channel(message, "body_channel")
@@ -290,21 +302,9 @@ def error_response_messages(status, text):
 
 def websocket_connect_message(scope, reply_channel):
     """Return the websocket.connect message for an ASGI WebSocket scope."""
-    return {
-        "type": "websocket.connect",
-        "version": SPEC_VERSION,
-        "reply_channel": reply_channel,
-        "http_version": scope.get("http_version", "1.1"),
-        "scheme": scope.get("scheme", "ws"),
-        "path": scope["path"],
-        "raw_path": scope.get("raw_path"),
-        "query_string": scope.get("query_string", b""),
-        "root_path": scope.get("root_path", ""),
-        "headers": [[name, value] for name, value in scope.get("headers", ())],
-        "client": list(scope["client"]) if scope.get("client") else None,
-        "server": list(scope["server"]) if scope.get("server") else None,
-        "subprotocols": list(scope.get("subprotocols", ())),
-    }
+    message = _connection_fields(scope, "websocket.connect", reply_channel, "ws")
+    message["subprotocols"] = list(scope.get("subprotocols", ()))
+    return message
 
 
 def websocket_receive_message(connect, seq, text=None, data=None):

@@ -8,6 +8,9 @@ import subprocess
 import sys
 import time
 
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
 REPO = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 )
@@ -99,3 +102,20 @@ class ServerProcess:
 
 def manage(*args):
     return [sys.executable, "-m", "django", *args]
+
+
+class WebSocketOverSocketsMixin:
+    """WebSocket tests against a server listening on self.port."""
+
+    def test_websocket_echo(self):
+        url = "ws://127.0.0.1:%d/ws/echo/" % self.port
+        with connect(url, open_timeout=10) as websocket:
+            websocket.send("hi")
+            self.assertEqual(websocket.recv(10), "echo:hi")
+            websocket.send(b"abc")
+            self.assertEqual(websocket.recv(10), b"cba")
+
+    def test_websocket_refused(self):
+        with self.assertRaises(InvalidStatus) as cm:
+            connect("ws://127.0.0.1:%d/ws/refuse/" % self.port, open_timeout=10)
+        self.assertEqual(cm.exception.response.status_code, 403)

@@ -8,12 +8,16 @@ import os
 import sys
 
 from django.test import SimpleTestCase
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
 from django_fork.test.redis import RedisServer, require_redis
 
-from .servers import ServerProcess, environment, free_port, manage
+from .servers import (
+    ServerProcess,
+    WebSocketOverSocketsMixin,
+    environment,
+    free_port,
+    manage,
+)
 
 
 def script(name):
@@ -48,7 +52,7 @@ SERVERS = {
 }
 
 
-class CrossProcessMixin:
+class CrossProcessMixin(WebSocketOverSocketsMixin):
     server_name = None
 
     @classmethod
@@ -87,19 +91,6 @@ class CrossProcessMixin:
         self.assertEqual((status, json.loads(response)), (200, {"length": len(body)}))
         status, _, response = self.server.request("GET", "/stream/?parts=5&size=200000")
         self.assertEqual((status, len(response)), (200, 5 * 200_002))
-
-    def test_websocket_echo(self):
-        url = "ws://127.0.0.1:%d/ws/echo/" % self.port
-        with connect(url, open_timeout=10) as websocket:
-            websocket.send("hi")
-            self.assertEqual(websocket.recv(10), "echo:hi")
-            websocket.send(b"abc")
-            self.assertEqual(websocket.recv(10), b"cba")
-
-    def test_websocket_refused(self):
-        with self.assertRaises(InvalidStatus) as cm:
-            connect("ws://127.0.0.1:%d/ws/refuse/" % self.port, open_timeout=10)
-        self.assertEqual(cm.exception.response.status_code, 403)
 
     def test_async_streaming(self):
         status, _, body = self.server.request("GET", "/astream/")

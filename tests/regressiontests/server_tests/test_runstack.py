@@ -7,13 +7,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.test import SimpleTestCase
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
-from .servers import ServerProcess, free_port, manage
+from .servers import ServerProcess, WebSocketOverSocketsMixin, free_port, manage
 
 
-class RunstackTests(SimpleTestCase):
+class RunstackTests(WebSocketOverSocketsMixin, SimpleTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -59,19 +57,6 @@ class RunstackTests(SimpleTestCase):
     def test_head(self):
         status, headers, body = self.server.request("HEAD", "/hello/")
         self.assertEqual((status, body), (200, b""))
-
-    def test_websocket_echo(self):
-        url = "ws://127.0.0.1:%d/ws/echo/" % self.port
-        with connect(url, open_timeout=10) as websocket:
-            websocket.send("hi")
-            self.assertEqual(websocket.recv(10), "echo:hi")
-            websocket.send(b"abc")
-            self.assertEqual(websocket.recv(10), b"cba")
-
-    def test_websocket_refused(self):
-        with self.assertRaises(InvalidStatus) as cm:
-            connect("ws://127.0.0.1:%d/ws/refuse/" % self.port, open_timeout=10)
-        self.assertEqual(cm.exception.response.status_code, 403)
 
     def test_concurrent_clients(self):
         def get(i):
