@@ -7,15 +7,17 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS := redis,daphne,hypercorn,test,dev
+EXTRAS := redis,daphne,hypercorn,tasks,test,dev
 PARALLEL ?= 2
 ARGS ?=
 # Only paths that exist: black and flake8 fail on missing ones.
-LINT_PATHS := $(wildcard django_fork tests runtests.py benchmarks example)
+LINT_PATHS := $(wildcard django_fork tests runtests.py benchmarks example tools)
 
 .DEFAULT_GOAL := help
 
 .PHONY: help venv .venv test demo lint format coverage clean
+.PHONY: patches patches-check branch upstream-test bisect-check branch-lint \
+	upstream-full
 
 help:
 	@echo "Targets:"
@@ -26,6 +28,23 @@ help:
 	@echo "  format    black and isort"
 	@echo "  coverage  run the test suite under coverage and print a report"
 	@echo "  clean     remove $(VENV), build artefacts and coverage data"
+	@echo
+	@echo "The upstream form (tools/make_patches.py; see docs in that file):"
+	@echo "  patches        regenerate patches/, a git format-patch series"
+	@echo "                 against the Django release we build on"
+	@echo "  patches-check  fail if patches/ is stale"
+	@echo "  branch         ./branch: that release + git am patches/,"
+	@echo "                 installed in ./branch/.venv"
+	@echo "  upstream-test  Django's runtests.py in ./branch: affected and new apps"
+	@echo "  bisect-check   upstream-test's apps after every patch of the series"
+	@echo "  branch-lint    black, isort, flake8 on the files the series changes"
+	@echo "  upstream-full  Django's whole suite, branch vs stock (slow)"
+	@echo
+	@echo "Benchmarks and failure drills (benchmarks/, not part of make test):"
+	@echo "  bench     HTTP setups side by side, then a 1 GiB upload through"
+	@echo "            the channel path; reports in benchmarks/results/"
+	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it)"
+	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2')"
 	@echo
 	@echo "Example: make test ARGS='layers_tests -v 2'"
 
@@ -56,7 +75,61 @@ format: $(STAMP)
 coverage: $(STAMP)
 	$(VENV_PYTHON) runtests.py --coverage $(ARGS)
 
+# The upstream form. The tool needs only the standard library; it makes its
+# own virtualenvs (pinned formatters in ~/.cache/django_fork, ./branch/.venv).
+MAKE_PATCHES := $(PYTHON) tools/make_patches.py
+
+patches:
+	$(MAKE_PATCHES) generate
+
+patches-check:
+	$(MAKE_PATCHES) check
+
+branch:
+	$(MAKE_PATCHES) branch
+
+upstream-test:
+	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) upstream-test
+
+bisect-check:
+	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) bisect-check
+
+branch-lint:
+	$(MAKE_PATCHES) branch-lint
+
+upstream-full:
+	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) upstream-full
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info htmlcov .coverage .coverage.*
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune \
 		-exec rm -rf {} +
+
+# Benchmarks and failure drills. Each starts its own servers (and private
+# redis-servers) on free loopback ports. wrk and redis-server come from
+# Debian's packages when missing; the WSGI server and the peer (Channels 4.3)
+# from benchmarks/requirements.txt.
+BENCH_ARGS ?=
+CHAOS_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-installed
+
+.PHONY: bench chaos bench-tools
+
+$(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
+	$(VENV_PYTHON) -m pip install -r benchmarks/requirements.txt
+	@touch $(BENCH_STAMP)
+
+bench-tools:
+	@for tool in wrk:wrk redis-server:redis-server valgrind:valgrind; do \
+		command -v $${tool%%:*} >/dev/null && continue; \
+		echo "Installing $${tool#*:} from the Debian packages."; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get install -y $${tool#*:} || exit 1; \
+	done
+
+bench: $(BENCH_STAMP) bench-tools
+	$(VENV_PYTHON) benchmarks/http_stack.py $(BENCH_ARGS)
+	$(VENV_PYTHON) benchmarks/big_upload.py
+
+chaos: $(BENCH_STAMP) bench-tools
+	$(VENV_PYTHON) benchmarks/chaos.py $(CHAOS_ARGS)

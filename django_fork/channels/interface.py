@@ -63,9 +63,18 @@ class ClientDisconnected(Exception):
 
 
 class _ResponseState:
-    """Whether the response has started: errors can then no longer be sent."""
+    """
+    Whether the response has started (errors can then no longer be sent),
+    and when the request last made progress: when it was sent, then when
+    each further chunk of its body went to the worker.
+    """
 
     started = False
+    #: The worker has the whole body, or was told to stop waiting for it.
+    body_closed = False
+
+    def __init__(self):
+        self.progress_at = time.monotonic()
 
 
 class InterfaceApplication:
@@ -164,6 +173,7 @@ class InterfaceApplication:
         if more_body:
             body_channel = await layer.new_channel(HTTP_REQUEST_BODY_PREFIX)
         message = request_message(scope, reply_channel, body, more_body, body_channel)
+        response = _ResponseState()
         try:
             await layer.send(HTTP_REQUEST_CHANNEL, message)
         except ChannelFull:
@@ -173,8 +183,10 @@ class InterfaceApplication:
             logger.warning("Could not send a request: %s", e)
             await self.send_error(send, e.status_code, "The server is unavailable.")
             return
-        client = asyncio.ensure_future(self.watch_client(receive, chunks, body_channel))
-        response = _ResponseState()
+        response.progress_at = time.monotonic()
+        client = asyncio.ensure_future(
+            self.watch_client(receive, chunks, body_channel, response)
+        )
         try:
             await self.relay_response(reply_channel, client, send, response)
         except ClientDisconnected:
@@ -187,13 +199,19 @@ class InterfaceApplication:
             client.cancel()
             if client.done() and not client.cancelled():
                 client.exception()
+            if body_channel is not None and not response.body_closed:
+                # The response ended (504, 502) before the body did: stop
+                # the worker waiting for the rest of it.
+                await self.notify_worker(body_channel, None)
 
     async def read_chunks(self, receive):
         """
         Yield (chunk, more_body) pairs of the request body, each chunk_size
         bytes except the last.
         """
-        buffered = b""
+        # A bytearray: uvicorn hands over a large body in 64 KiB parts, and
+        # joining bytes objects would copy each chunk once per part.
+        buffered = bytearray()
         total = 0
         more_body = True
         while more_body:
@@ -215,11 +233,11 @@ class InterfaceApplication:
             while len(buffered) > self.chunk_size or (
                 more_body and len(buffered) == self.chunk_size
             ):
-                yield buffered[: self.chunk_size], True
-                buffered = buffered[self.chunk_size :]
-        yield buffered, False
+                yield bytes(buffered[: self.chunk_size]), True
+                del buffered[: self.chunk_size]
+        yield bytes(buffered), False
 
-    async def watch_client(self, receive, chunks, body_channel):
+    async def watch_client(self, receive, chunks, body_channel, response):
         """
         Send the rest of the request body, if any, then wait for the client
         to go away. Return only by raising: ClientDisconnected, or the error
@@ -231,12 +249,15 @@ class InterfaceApplication:
                     await self.send_body_chunk(
                         body_channel, request_body_message(chunk, more_body)
                     )
+                    response.progress_at = time.monotonic()
             except (ClientDisconnected, MessageTooLarge):
                 # Tell the worker waiting for the body to give up.
                 await self.send_body_chunk(
                     body_channel, disconnect_message("", "/"), quiet=True
                 )
+                response.body_closed = True
                 raise
+            response.body_closed = True
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -258,14 +279,16 @@ class InterfaceApplication:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
-    async def receive_reply(self, channel, client):
+    async def receive_reply(self, channel, client, timeout=None):
         """
         Return the next message on channel. Raise what ended the client
         watcher if it ends first, ReplyTimeout if nothing comes in time.
         """
+        if timeout is None:
+            timeout = self.timeout
         reply = asyncio.ensure_future(self.layer.receive(channel))
         done, _ = await asyncio.wait(
-            (reply, client), timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+            (reply, client), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if reply in done:
             return reply.result()
@@ -274,8 +297,25 @@ class InterfaceApplication:
             client.result()
         raise ReplyTimeout("No reply within %s seconds." % self.timeout)
 
+    async def receive_start(self, reply_channel, client, response):
+        """
+        Return the start of the response. The timeout runs from the latest
+        progress of the request: an upload that takes longer than the
+        timeout to stream to the worker is not a worker that doesn't answer.
+        (Cancelling a receive loses no message, so waiting again is safe.)
+        """
+        timeout = self.timeout
+        while True:
+            try:
+                return await self.receive_reply(reply_channel, client, timeout)
+            except ReplyTimeout:
+                idle = time.monotonic() - response.progress_at
+                if idle >= self.timeout:
+                    raise
+                timeout = self.timeout - idle
+
     async def relay_response(self, reply_channel, client, send, response):
-        start = await self.receive_reply(reply_channel, client)
+        start = await self.receive_start(reply_channel, client, response)
         try:
             validate_response_start(start)
         except InvalidMessage as e:

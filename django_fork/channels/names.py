@@ -23,8 +23,10 @@ from django_fork.channels.exceptions import InvalidChannelName
 MAX_NAME_LENGTH = 100
 
 _NAME = r"[A-Za-z0-9_.\-]+"
-channel_name_re = re.compile(rf"^{_NAME}(?:[!?]{_NAME})?$")
-group_name_re = re.compile(rf"^{_NAME}$")
+# \Z, not $: $ also matches before a trailing newline, which would let
+# "http.request\n" through.
+channel_name_re = re.compile(rf"^{_NAME}(?:[!?]{_NAME})?\Z")
+group_name_re = re.compile(rf"^{_NAME}\Z")
 
 
 def validate_channel_name(name):

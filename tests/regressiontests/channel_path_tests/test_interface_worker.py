@@ -215,6 +215,44 @@ class InterfaceErrorTests(SimpleTestCase):
             )
         self.assertEqual(status, 504)
 
+    @override_settings(CHANNEL_LAYERS=layers())
+    async def test_slow_upload_is_not_a_timeout(self):
+        """
+        An upload that streams for longer than the timeout is answered: the
+        timeout runs from the latest chunk of the body, not from the start.
+        """
+        app = InterfaceApplication(timeout=0.3, chunk_size=1024)
+        communicator = ApplicationCommunicator(
+            app, http_scope(method="POST", path="/body-length/")
+        )
+        async with running_worker(get_channel_layer()):
+            for _ in range(8):
+                await communicator.send_input(
+                    {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+                )
+                await asyncio.sleep(0.1)
+            await communicator.send_input({"type": "http.request", "body": b""})
+            status, _, body = await read_response(communicator)
+            await communicator.wait(2)
+        self.assertEqual((status, json.loads(body)), (200, {"length": 8192}))
+
+    @override_settings(CHANNEL_LAYERS=layers())
+    async def test_stalled_upload_is_504(self):
+        """A body that stops arriving for the timeout gets 504."""
+        app = InterfaceApplication(timeout=0.3, chunk_size=1024)
+        communicator = ApplicationCommunicator(
+            app, http_scope(method="POST", path="/body-length/")
+        )
+        async with running_worker(get_channel_layer()):
+            await communicator.send_input(
+                {"type": "http.request", "body": b"x" * 2048, "more_body": True}
+            )
+            with self.assertLogs("django_fork.channels.interface", logging.WARNING):
+                status, _, _ = await read_response(communicator)
+            await communicator.send_input({"type": "http.disconnect"})
+            await communicator.wait(2)
+        self.assertEqual(status, 504)
+
     @override_settings(
         CHANNEL_LAYERS={
             "default": {

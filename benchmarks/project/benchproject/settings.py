@@ -1,0 +1,66 @@
+"""
+Settings of the project every benchmark setup serves.
+
+One project, one set of views; environment variables choose what differs
+between setups:
+
+- BENCH_FORK=1: "django_fork" in INSTALLED_APPS (the branch's WSGI path,
+  runstack, runworker, the interface application).
+- BENCH_PEER=1: "channels" in INSTALLED_APPS (Channels 4.3, the peer).
+- BENCH_REDIS_URL: the Redis server of the channel layer: django_fork's
+  RedisChannelLayer with BENCH_FORK=1, channels_redis with BENCH_PEER=1.
+  Without it, django_fork uses its default in-memory layer.
+- BENCH_HTTP_TIMEOUT: seconds the interface waits for a worker (default 60).
+"""
+
+import os
+
+FORK = os.environ.get("BENCH_FORK") == "1"
+PEER = os.environ.get("BENCH_PEER") == "1"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL")
+
+SECRET_KEY = "benchmarks-only"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+INSTALLED_APPS = []
+if FORK:
+    INSTALLED_APPS.append("django_fork")
+if PEER:
+    INSTALLED_APPS.append("channels")
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+ROOT_URLCONF = "benchproject.urls"
+DATABASES = {}
+USE_TZ = True
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
+
+CHANNEL_HTTP_TIMEOUT = float(os.environ.get("BENCH_HTTP_TIMEOUT", "60"))
+
+if FORK and REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "django_fork.channels.layers.redis.RedisChannelLayer",
+            "LOCATION": REDIS_URL,
+        }
+    }
+elif PEER:
+    ASGI_APPLICATION = "benchproject.peer.application"
+    if REDIS_URL:
+        # redis-py 8 gives every connection a 5 s socket timeout by default,
+        # the same as channels_redis 4.3.0's BZPOPMIN timeout: an idle
+        # receive then raises TimeoutError, which kills the consumer (a
+        # runworker's application instance and the messages queued in it).
+        # A longer socket timeout keeps the peer working.
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+            }
+        }

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("hello/", views.hello),
+    path("big/", views.big),
+    path("upload/", views.upload),
+    path("stream-upload/", views.stream_upload),
+    path("echo/", views.echo),
+]
