@@ -6,7 +6,17 @@ in step. Every value is JSON-capable or bytes; pairs are two-item lists (a
 wire format turns tuples into lists anyway).
 """
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, TypedDict
+
+try:
+    from typing import NotRequired
+except ImportError:
+    # Python 3.10 (PEP 655 arrived in 3.11): the keys read as required to a
+    # type checker; nothing changes at run time, where TypedDicts are dicts.
+    class NotRequired:
+        def __class_getitem__(cls, item):
+            return item
+
 
 #: Version of this schema. A receiver refuses a major version it does not know.
 SPEC_VERSION = "1.0"
