@@ -179,8 +179,22 @@ local function push(kind, channel, body, capacity, expiry, now, hold, counted)
     if tonumber(redis.call('HGET', depths, channel) or 0) >= capacity then
       trim(key, now, expiry, depths)
       if tonumber(redis.call('HGET', depths, channel) or 0) >= capacity then
-        if counted then count(name, 'f', 1, now) end
-        return 0
+        -- Receivers lower the depth in batches, after the fact: a channel
+        -- that turned over its capacity since may only look full. Count
+        -- its messages in the list before refusing one.
+        local real = 0
+        local needle = ':' .. channel .. ':'
+        for _, element in ipairs(redis.call('LRANGE', key, 0, -1)) do
+          local colon = string.find(element, ':', 1, true)
+          if string.sub(element, colon, colon + #needle - 1) == needle then
+            real = real + 1
+          end
+        end
+        redis.call('HSET', depths, channel, real)
+        if real >= capacity then
+          if counted then count(name, 'f', 1, now) end
+          return 0
+        end
       end
     end
     redis.call('RPUSH', key, ms(now) .. ':' .. channel .. ':' .. body)

@@ -477,3 +477,11 @@ class ChannelLayerContractTests:
         await asyncio.sleep(0.2)
         self.assertEqual((await self.receive(layer, "busy"))["n"], 0)
         self.assertEqual((await self.receive(layer, "busy"))["n"], 1)
+
+    async def test_turnover_beyond_capacity_is_not_full(self):
+        """A channel that has passed more than its capacity is not full."""
+        layer = self.layer(capacity=10)
+        for channel in ["turnover", await layer.new_channel("reply")]:
+            for i in range(50):
+                await layer.send(channel, {"type": "t", "n": i})
+                self.assertEqual((await self.receive(layer, channel))["n"], i)
