@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS := redis,daphne,hypercorn,tasks,test,dev
+EXTRAS := redis,speedups,daphne,hypercorn,tasks,test,dev
 PARALLEL ?= 2
 ARGS ?=
 # Only paths that exist: black and flake8 fail on missing ones.

@@ -406,6 +406,18 @@ def targets(results, rate, instructions):
                 "%.0f req/s = %.0f%% -> %s"
                 % (name, rps, 100 * rps / gunicorn, verdict(rps >= 0.6 * gunicorn))
             )
+    floor, base = value("5f", "hello_c1", "p50"), value("1", "hello_c1", "p50")
+    p50 = value("5", "hello_c1", "p50")
+    if floor is not None and base:
+        lines.append(
+            "- floor of row 5's design (row 5f, info), c=1 p50: %.2f ms = %.2fx "
+            "gunicorn's; row 5 is %s"
+            % (
+                floor,
+                floor / base,
+                "%.2fx the floor" % (p50 / floor) if p50 is not None else "not run",
+            )
+        )
     return lines
 
 

@@ -406,6 +406,10 @@ def runworker(threads):
     return argv
 
 
+def floor_worker(number):
+    return [sys.executable, "-m", "benchproject.floor"]
+
+
 def channels_runworker(number):
     return manage("runworker", "bench-http", "-v", "0")
 
@@ -425,7 +429,8 @@ def setups(workers=1, threads=4, stack_threads=4):
             "uvicorn + ASGIHandler (stock)",
             uvicorn("benchproject.asgi_stock:application"),
             _env(),
-            description="uvicorn (h11, asyncio), 1 process; stock ASGIHandler",
+            description="uvicorn (its default: httptools and uvloop when "
+            "installed), 1 process; stock ASGIHandler",
         ),
         Stack(
             "2b",
@@ -460,6 +465,20 @@ def setups(workers=1, threads=4, stack_threads=4):
             description="uvicorn hosting get_interface_application(), %d "
             "runworker process(es) with --threads %d, RedisChannelLayer on a "
             "private redis-server" % (workers, threads),
+        ),
+        Stack(
+            "5f",
+            "floor of row 5: same hops, bare",
+            uvicorn("benchproject.floor:application"),
+            _env(),
+            worker=floor_worker,
+            workers=1,
+            redis=True,
+            description="what row 5's processes and hops cost with nothing "
+            "else: a bare ASGI app doing RPUSH/BLPOP with redis-py in "
+            "uvicorn, one single-threaded worker doing BLPOP -> Django's "
+            "WSGIHandler -> RPUSH (benchproject/floor.py); no schema, "
+            "capacity, chunking, timeouts or error handling",
         ),
         Stack(
             "6a",

@@ -363,6 +363,7 @@ PATCHES = [
         it serves.
         """,
         files=[
+            "django_fork/channels/loops.py",
             "django_fork/management/commands/runstack.py",
             "django_fork/management/commands/runworker.py",
             "tests/regressiontests/server_tests/__init__.py",

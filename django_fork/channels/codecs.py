@@ -275,6 +275,14 @@ def encode_response(
     yield from encode_streaming_parts(response.streaming_content, chunk_size)
 
 
+def fits_in_start_message(response, chunk_size=DEFAULT_CHUNK_SIZE, head=False):
+    """
+    Return whether encode_response() yields only a start message for this
+    response: no body channel is needed then.
+    """
+    return head or (not response.streaming and len(response.content) <= chunk_size)
+
+
 def encode_streaming_parts(parts, chunk_size=DEFAULT_CHUNK_SIZE):
     """Yield http.response.body messages for an iterable of byte parts."""
     for part in parts:

@@ -19,6 +19,7 @@ from django_fork.channels.codecs import (
     encode_response,
     encode_streaming_parts,
     error_response_messages,
+    fits_in_start_message,
     response_body_message,
     response_headers,
     response_start_message,
@@ -94,11 +95,9 @@ class HttpConsumer:
             await self.refuse(message, e)
             return
         try:
-            first, response = await self.worker.run_sync(self.serve, message, body_file)
+            response = await self.worker.run_sync(self.serve, message, body_file)
         finally:
             body_file.close()
-        if first is not None:
-            await self.layer.send(message["reply_channel"], first)
         if response is not None:
             # An async streaming response: iterate it on the event loop.
             await self.stream_async(message, response)
@@ -119,14 +118,18 @@ class HttpConsumer:
             pass
 
     async def read_body(self, message):
-        """Return the request body as a file, spooled to disk when large."""
+        """
+        Return the request body as a file: in memory up to
+        FILE_UPLOAD_MAX_MEMORY_SIZE, else a temporary file on disk. Chunks
+        are kept as they come and joined once, not copied into a growing
+        buffer.
+        """
         if not message["more_body"]:
             return io.BytesIO(message["body"])
-        body_file = tempfile.SpooledTemporaryFile(
-            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
-        )
+        chunks = [message["body"]]
+        size = len(message["body"])
+        spool = None
         try:
-            body_file.write(message["body"])
             while True:
                 try:
                     chunk = await asyncio.wait_for(
@@ -138,50 +141,63 @@ class HttpConsumer:
                 validate_body_message(chunk, "http.request.body")
                 if chunk["type"] == "http.disconnect":
                     raise RequestAborted("the client disconnected")
-                body_file.write(chunk["body"])
+                size += len(chunk["body"])
+                if spool is None and size > settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
+                    spool = tempfile.TemporaryFile()
+                    spool.writelines(chunks)
+                    chunks = None
+                if spool is None:
+                    chunks.append(chunk["body"])
+                else:
+                    spool.write(chunk["body"])
                 if not chunk["more_body"]:
                     break
         except BaseException:
-            body_file.close()
+            if spool is not None:
+                spool.close()
             raise
-        body_file.seek(0)
-        return body_file
+        if spool is None:
+            return io.BytesIO(b"".join(chunks))
+        spool.seek(0)
+        return spool
 
     def serve(self, message, body_file):
         """
         Run the view in this worker thread and send the response from here.
 
-        Return (start message, None) when the whole response fits in its start
-        message, for the event loop to send; (None, response) for an async
-        streaming response; (None, None) when everything was sent. The
-        response is closed in this thread, where its view ran, so
-        request_finished sees the thread's database connections.
+        Return an async streaming response, for the event loop to iterate,
+        or None when everything was sent. A response that fits in its start
+        message goes straight from this thread to the layer, without waiting
+        for the event loop. The response is closed in this thread, where its
+        view ran, so request_finished sees the thread's database connections.
         """
         response = self.handler(message, body_file)
         head = message["method"] == "HEAD"
         if response.streaming and response.is_async and not head:
-            return None, response
+            return response
+        chunk_size = self.handler.chunk_size
         try:
+            if fits_in_start_message(response, chunk_size, head):
+                start = next(encode_response(response, None, chunk_size, head=head))
+                self.layer.send_sync(message["reply_channel"], start)
+                return None
             stream = _Stream(self.layer)
             messages = encode_response(
                 response,
                 stream.body_channel,
-                self.handler.chunk_size,
+                chunk_size,
                 stream.ack_channel,
                 head=head,
             )
-            first = next(messages)
-            if not first["more_body"]:
-                return first, None
             call = self.worker.call_from_thread
-            call(self.layer.send(message["reply_channel"], first))
+            call(self.layer.send(message["reply_channel"], next(messages)))
             for body_message in messages:
                 call(self.send_chunk(stream, body_message))
         except ResponseAborted as e:
             logger.info("Response to %s abandoned: %s", message["path"], e)
         finally:
             response.close()
-        return None, None
+        return None
 
     async def send_chunk(self, stream, body_message):
         """

@@ -77,6 +77,34 @@ class _ResponseState:
         self.progress_at = time.monotonic()
 
 
+class _Interrupt:
+    """
+    Cancel a task waiting for a reply, once, remembering why: "timeout" or
+    "client" (the client watcher ended).
+    """
+
+    def __init__(self, task):
+        self.task = task
+        self.reason = None
+
+    def _fire(self, reason):
+        if self.reason is None:
+            self.reason = reason
+            self.task.cancel()
+
+    def timed_out(self):
+        self._fire("timeout")
+
+    def client_done(self, client):
+        self._fire("client")
+
+    def uncancel(self):
+        """Withdraw the cancellation, handled now (Python 3.11+)."""
+        uncancel = getattr(self.task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+
+
 class InterfaceApplication:
     """
     Relay ASGI HTTP connections to workers over a channel layer.
@@ -209,9 +237,11 @@ class InterfaceApplication:
         Yield (chunk, more_body) pairs of the request body, each chunk_size
         bytes except the last.
         """
-        # A bytearray: uvicorn hands over a large body in 64 KiB parts, and
-        # joining bytes objects would copy each chunk once per part.
-        buffered = bytearray()
+        # The parts uvicorn hands over (64 KiB each for a large body) are
+        # kept as they come and joined once per chunk.
+        chunk_size = self.chunk_size
+        parts = []
+        buffered = 0
         total = 0
         more_body = True
         while more_body:
@@ -229,13 +259,20 @@ class InterfaceApplication:
                     "The request body is larger than %d bytes."
                     % self.max_request_body_size
                 )
-            buffered += part
-            while len(buffered) > self.chunk_size or (
-                more_body and len(buffered) == self.chunk_size
+            view = memoryview(part)
+            while buffered + len(view) > chunk_size or (
+                more_body and buffered + len(view) == chunk_size
             ):
-                yield bytes(buffered[: self.chunk_size]), True
-                del buffered[: self.chunk_size]
-        yield bytes(buffered), False
+                take = chunk_size - buffered
+                parts.append(view[:take])
+                view = view[take:]
+                yield b"".join(parts), True
+                parts = []
+                buffered = 0
+            if view:
+                parts.append(view)
+                buffered += len(view)
+        yield b"".join(parts), False
 
     async def watch_client(self, receive, chunks, body_channel, response):
         """
@@ -283,19 +320,30 @@ class InterfaceApplication:
         """
         Return the next message on channel. Raise what ended the client
         watcher if it ends first, ReplyTimeout if nothing comes in time.
+
+        The receive runs in this task, not in one of its own, which would
+        cost every reply a turn of the event loop: the client watcher and
+        the timeout interrupt it by cancelling this task.
         """
         if timeout is None:
             timeout = self.timeout
-        reply = asyncio.ensure_future(self.layer.receive(channel))
-        done, _ = await asyncio.wait(
-            (reply, client), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if reply in done:
-            return reply.result()
-        reply.cancel()
-        if client in done:
+        if client.done():
             client.result()
-        raise ReplyTimeout("No reply within %s seconds." % self.timeout)
+        interrupt = _Interrupt(asyncio.current_task())
+        timer = interrupt.task.get_loop().call_later(timeout, interrupt.timed_out)
+        client.add_done_callback(interrupt.client_done)
+        try:
+            return await self.layer.receive(channel)
+        except asyncio.CancelledError:
+            if interrupt.reason is None:
+                raise
+            interrupt.uncancel()
+            if interrupt.reason == "client":
+                client.result()
+            raise ReplyTimeout("No reply within %s seconds." % self.timeout)
+        finally:
+            timer.cancel()
+            client.remove_done_callback(interrupt.client_done)
 
     async def receive_start(self, reply_channel, client, response):
         """

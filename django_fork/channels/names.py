@@ -66,10 +66,29 @@ def is_single_reader(name):
     return "?" in name
 
 
+def is_short_lived(name):
+    """
+    Return whether name is a process-specific or single-reader channel:
+    usually made for one request or stream, so not worth remembering.
+    """
+    return "!" in name or "?" in name
+
+
 def process_prefix(name):
     """Return "prefix!" for "prefix!suffix", or None for other channels."""
     index = name.find("!")
     return name[: index + 1] if index != -1 else None
+
+
+def stats_name(name):
+    """
+    Return the name a channel's load figures are kept under: "prefix!" or
+    "prefix?" for a process-specific or single-reader channel, shared by the
+    many short-lived channels made from that prefix; the name itself for
+    other channels.
+    """
+    ends = [index for index in (name.find("!"), name.find("?")) if index != -1]
+    return name[: min(ends) + 1] if ends else name
 
 
 def random_suffix():

@@ -29,6 +29,7 @@ from asgiref.sync import async_to_sync
 
 from django_fork.channels.exceptions import InvalidMessage
 from django_fork.channels.names import (
+    is_short_lived,
     new_channel_name,
     validate_channel_name,
     validate_group_name,
@@ -122,7 +123,7 @@ class BaseChannelLayer:
             if pattern.match(channel):
                 capacity = value
                 break
-        if len(self._capacity_cache) < 10000:
+        if len(self._capacity_cache) < 10000 and not is_short_lived(channel):
             self._capacity_cache[channel] = capacity
         return capacity
 

@@ -17,6 +17,7 @@ from collections import deque
 from django_fork.channels.exceptions import ChannelFull
 from django_fork.channels.layers.base import BaseChannelLayer
 from django_fork.channels.layers.stats import ChannelCounters
+from django_fork.channels.names import is_short_lived, stats_name
 
 
 class _Waiter:
@@ -84,9 +85,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
     # Internals; all of them run with self._lock held.
 
     def _counter(self, channel):
-        counters = self._counters.get(channel)
+        name = stats_name(channel)
+        counters = self._counters.get(name)
         if counters is None:
-            counters = self._counters[channel] = ChannelCounters()
+            counters = self._counters[name] = ChannelCounters()
         return counters
 
     def _put(self, channel, message, now):
@@ -114,7 +116,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
     def _take(self, channels, consumer, now):
         """Return (channel, message) from the first non-empty channel."""
         for channel in channels:
-            self._counter(channel).consumer_seen(consumer, now)
+            # A process's short-lived channels have one receiver: it.
+            self._counter(channel).consumer_seen(
+                self.client_prefix if is_short_lived(channel) else consumer, now
+            )
             queue = self._queues.get(channel)
             while queue:
                 expires, message = queue.popleft()
@@ -153,9 +158,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     del members[channel]
             if not members:
                 del self._groups[group]
-        for channel, counters in list(self._counters.items()):
-            if counters.idle(now) and channel not in self._queues:
-                del self._counters[channel]
+        waiting = {stats_name(channel) for channel in self._queues}
+        for name, counters in list(self._counters.items()):
+            if counters.idle(now) and name not in waiting:
+                del self._counters[name]
 
     def _register(self, waiter):
         for channel in waiter.channels:
@@ -344,17 +350,30 @@ class InMemoryChannelLayer(BaseChannelLayer):
         now = time.monotonic()
         with self._lock:
             self._sweep(now)
-            names = self._counters.keys() | self._queues.keys()
-            if channels is not None:
-                names = [name for name in channels]
+            if channels is None:
+                names = self._counters.keys() | {
+                    stats_name(channel) for channel in self._queues
+                }
+            else:
+                names = list(channels)
             result = {}
             for name in sorted(names):
-                queue = self._queues.get(name) or ()
-                oldest = max(0.0, now - (queue[0][0] - self.expiry)) if queue else 0.0
-                counters = self._counters.get(name) or ChannelCounters()
+                if name.endswith(("!", "?")):
+                    # A prefix: the channels made from it, together.
+                    queues = [
+                        queue
+                        for channel, queue in self._queues.items()
+                        if channel.startswith(name)
+                    ]
+                else:
+                    queues = [self._queues.get(name) or ()]
+                depth = sum(len(queue) for queue in queues)
+                sent = min((queue[0][0] for queue in queues if queue), default=None)
+                oldest = 0.0 if sent is None else max(0.0, now - (sent - self.expiry))
+                counters = self._counters.get(stats_name(name)) or ChannelCounters()
                 result[name] = counters.as_dict(
                     now,
-                    depth=len(queue),
+                    depth=depth,
                     oldest_age=oldest,
                     capacity=self.get_capacity(name),
                 )

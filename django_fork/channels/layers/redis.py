@@ -69,7 +69,7 @@ from django_fork.channels.layers.base import BaseChannelLayer
 from django_fork.channels.layers.serializers import DecodeError, get_serializer
 from django_fork.channels.layers.sharding import HashRing
 from django_fork.channels.layers.stats import CONSUMER_WINDOW, RATE_WINDOW
-from django_fork.channels.names import new_channel_name
+from django_fork.channels.names import is_short_lived, new_channel_name, stats_name
 
 __all__ = ["RedisChannelLayer"]
 
@@ -82,9 +82,20 @@ STATS_TTL = 3600
 #: Seconds a message popped for a receive() that went away waits in this
 #: process before it is put back for other consumers.
 RETURN_AFTER = 1.0
-#: Seconds a process keeps popping its process-specific and single-reader
-#: lists after the last receive() on them.
+#: Seconds a process keeps popping its process-specific lists after the last
+#: receive() on them.
 OWNED_LINGER = 60
+#: The same for a single-reader list: long enough for the next receive() of a
+#: stream (a body in chunks), short enough that the keys of many finished
+#: streams do not lengthen every blocking pop.
+SINGLE_READER_LINGER = 0.1
+#: Bytes from which a message is sent with plain commands, not the send
+#: script: a body passed through Lua costs Redis about 1.5 ms per MiB in
+#: copies, the plain commands a round trip more when the channel is full.
+LARGE_MESSAGE = 8192
+#: After a batch pop that found nothing, try one again only after this many
+#: blocking pops that could have left more behind.
+BATCH_RETRY = 16
 #: Seconds between checks for commands Redis did not answer in time.
 WATCH_INTERVAL = 0.25
 #: Consumer group of at-least-once streams.
@@ -172,6 +183,8 @@ end
 -- With counted false, the caller counts the message in the stats.
 local function push(kind, channel, body, capacity, expiry, now, hold, counted)
   local name = channel
+  local mark = string.find(channel, '?', 1, true)
+  if mark then name = string.sub(channel, 1, mark) end
   if kind == 'p' then
     name = string.sub(channel, 1, string.find(channel, '!', 1, true))
     local key = prefix .. ':p:' .. name
@@ -326,7 +339,14 @@ for _, channel in ipairs(names) do
   local depth = 0
   local oldest = -1
   local bang = string.find(channel, '!', 1, true)
-  if bang then
+  local mark = string.find(channel, '?', 1, true)
+  if mark and not bang then
+    -- Single-reader channels count under their prefix "name?".
+    name = string.sub(channel, 1, mark)
+    local key = prefix .. ':c:' .. channel
+    depth = redis.call('LLEN', key)
+    oldest = head_sent(key)
+  elseif bang then
     name = string.sub(channel, 1, bang)
     local key = prefix .. ':p:' .. name
     if bang == #channel then
@@ -374,22 +394,6 @@ for i = 3, #ARGV do
   end
 end
 return 1
-"""
-
-# ARGV: prefix, then list key, count pairs. Pop up to count messages from
-# each list; return key, message, key, message...
-_TAKE = """
-local out = {}
-for i = 2, #ARGV, 2 do
-  local taken = redis.call('LPOP', ARGV[i], tonumber(ARGV[i + 1]))
-  if taken then
-    for _, element in ipairs(taken) do
-      out[#out + 1] = ARGV[i]
-      out[#out + 1] = element
-    end
-  end
-end
-return out
 """
 
 # ARGV: prefix, wake key, 1 for a stream pump, 0 for a list pump.
@@ -465,7 +469,6 @@ STATS = _Script(_STATS)
 ACK = _Script(_ACK)
 ENSURE_GROUPS = _Script(_ENSURE_GROUPS)
 WAKE = _Script(_WAKE)
-TAKE = _Script(_TAKE)
 DELAY = _Script(_DELAY)
 RELEASE = _Script(_RELEASE)
 
@@ -498,20 +501,22 @@ class _Link:
         return connection
 
     async def call(self, *args):
+        return (await self.pipeline(args))[0]
+
+    async def pipeline(self, *commands):
+        """Run commands in one round trip; return their replies."""
         reused = bool(self.idle)
         connection = self.idle.pop() if reused else self.new_connection()
         try:
             try:
-                await connection.send_command(*args)
-                return await connection.read_response()
+                return await self._run(connection, commands)
             except RedisConnectionError:
                 if not reused or connection.is_connected:
                     raise
                 # Most likely an idle connection from before a Redis
-                # restart, which never saw the command: send it once more
+                # restart, which never saw the commands: send them once more
                 # on a new connection.
-                await connection.send_command(*args)
-                return await connection.read_response()
+                return await self._run(connection, commands)
         finally:
             # redis-py disconnects a connection whose reply may still be
             # coming (an error, a cancellation); it reconnects when used.
@@ -520,6 +525,19 @@ class _Link:
             else:
                 self.opened.discard(connection)
                 await connection.disconnect()
+
+    @staticmethod
+    async def _run(connection, commands):
+        if len(commands) == 1:
+            await connection.send_command(*commands[0])
+            return [await connection.read_response()]
+        await connection.send_packed_command(connection.pack_commands(commands))
+        try:
+            return [await connection.read_response() for _ in commands]
+        except ResponseError:
+            # The replies after an error reply are still coming.
+            await connection.disconnect()
+            raise
 
     async def script(self, script, args):
         try:
@@ -536,6 +554,15 @@ class _Link:
         self.idle.clear()
         if self._client is not None:
             await self._client.aclose()
+
+
+def _script_on(call, script, args):
+    """Run script with call(*command), loading it first if Redis lost it."""
+    try:
+        return call("EVALSHA", script.sha, 0, *args)
+    except NoScriptError:
+        call("SCRIPT", "LOAD", script.text)
+        return call("EVALSHA", script.sha, 0, *args)
 
 
 def _run_script_sync(client, script, args):
@@ -566,13 +593,29 @@ class _Shard:
         self.layer = layer
         self._sync = None
         self._lock = threading.Lock()
-        # Redis server time minus local time, in ms (measured by pumps).
+        # Each thread's connection for sync_call(), and all of them.
+        self._local = threading.local()
+        self._thread_connections = set()
+        # Redis server time minus local time, in ms (measured by pumps, and
+        # by the first send of a large message).
         self.clock_offset = 0.0
+        self.clock_measured = False
         self.down_since = None
         self._last_report = 0.0
 
     def server_ms(self):
         return time.time() * 1000 + self.clock_offset
+
+    def set_clock(self, before, reply, after):
+        """
+        Set clock_offset from the reply to TIME and the local times in ms
+        before and after it.
+        """
+        seconds, micros = reply
+        self.clock_offset = (
+            int(seconds) * 1000 + int(micros) / 1000 - (before + after) / 2
+        )
+        self.clock_measured = True
 
     def client_kwargs(self, socket_timeout, retries):
         return {
@@ -608,8 +651,51 @@ class _Shard:
             self.url, **self.client_kwargs(None, AsyncRetry(NoBackoff(), 1))
         )
 
+    def sync_call(self, *args):
+        return self.sync_pipeline(args)[0]
+
+    def sync_pipeline(self, *commands):
+        """
+        Run commands in one round trip on this thread's own connection (the
+        sync client's per-command machinery, pool and retries, costs about
+        as much as the round trip). Replies are RESP2, unparsed.
+        """
+        connection = getattr(self._local, "connection", None)
+        reused = connection is not None
+        if connection is None:
+            connection = self.sync_client().connection_pool.make_connection()
+            self._local.connection = connection
+            with self._lock:
+                self._thread_connections.add(connection)
+        try:
+            return self._run_sync(connection, commands)
+        except RedisConnectionError:
+            if not reused:
+                raise
+            # Most likely a connection from before a Redis restart, which
+            # never saw the commands: send them once more, reconnected.
+            return self._run_sync(connection, commands)
+
+    @staticmethod
+    def _run_sync(connection, commands):
+        if len(commands) == 1:
+            connection.send_command(*commands[0])
+            return [connection.read_response()]
+        connection.send_packed_command(connection.pack_commands(commands))
+        try:
+            return [connection.read_response() for _ in commands]
+        except ResponseError:
+            # The replies after an error reply are still coming.
+            connection.disconnect()
+            raise
+
     def close_sync(self):
         client, self._sync = self._sync, None
+        with self._lock:
+            connections, self._thread_connections = self._thread_connections, set()
+            self._local = threading.local()
+        for connection in connections:
+            connection.disconnect()
         if client is not None:
             client.close()
 
@@ -683,6 +769,27 @@ def _cancelling():
     return task is not None and getattr(task, "cancelling", lambda: 0)() > 0
 
 
+async def _timed(awaitable):
+    """Return (local ms before, the result, local ms after)."""
+    before = time.time() * 1000
+    result = await awaitable
+    return before, result, time.time() * 1000
+
+
+def _server_version(info):
+    """Return the (major, minor) version in an INFO reply, (0, 0) if none."""
+    if isinstance(info, bytes):
+        info = info.decode("latin1")
+    for line in str(info).splitlines():
+        if line.startswith("redis_version:"):
+            parts = line.split(":", 1)[1].strip().split(".")
+            try:
+                return int(parts[0]), int(parts[1])
+            except (IndexError, ValueError):
+                break
+    return (0, 0)
+
+
 def _resolve(future):
     if not future.done():
         future.set_result(None)
@@ -714,6 +821,15 @@ class _Pump:
         self.waking = False
         self.ready = False
         self.burst = False
+        # Whether the server has BLMPOP (Redis 7.0+), found by _setup(), and
+        # the count of the latest.
+        self.blmpop = False
+        self.count = 1
+        # Whether the latest batch found messages; full BLMPOPs since one
+        # that found none.
+        self.batch_found = True
+        self.batch_skipped = 0
+        self.probing = False
         self.wake_key = "%s:w:%s:%d" % (
             self.layer.prefix,
             self.layer.client_prefix,
@@ -809,7 +925,8 @@ class _Pump:
                         continue
                 elif self.burst:
                     # Messages are coming in: while several receives wait,
-                    # take one message for each in a single round trip.
+                    # take one message for each in a single round trip
+                    # (BLMPOP does that itself for receives on one list).
                     self.burst = await self._take_batch()
                     if self.burst:
                         continue
@@ -857,16 +974,40 @@ class _Pump:
             if reply:
                 try:
                     if self.family != "stream":
-                        key, element = reply
+                        key, elements = reply if self.blmpop else (reply[0], reply[1:])
                         if key != self._wake_bytes:
-                            self.burst = True
-                            self.layer._on_element(self, key, element)
+                            self.burst = not self.blmpop or self._batch_worth(
+                                len(elements)
+                            )
+                            for element in elements:
+                                self.layer._on_element(self, key, element)
                     else:
                         self._on_stream_reply(reply)
                 except Exception:
                     logger.exception(
                         "Dropped what Redis shard %s answered.", self.shard.name
                     )
+                # Let the receives just handed a message run before the next
+                # blocking call is written: a reply reaches its client, a
+                # request its view, one socket write sooner.
+                await asyncio.sleep(0)
+
+    def _batch_worth(self, popped):
+        """
+        Return whether a batch should follow a BLMPOP that popped this many:
+        not when it popped fewer than it could (its list is empty), and,
+        after a batch that took less than two messages, only once in
+        BATCH_RETRY times.
+        """
+        if popped < self.count:
+            return False
+        if not self.batch_found:
+            self.batch_skipped += 1
+            if self.batch_skipped < BATCH_RETRY:
+                return False
+            self.batch_skipped = 0
+        self.probing = True
+        return True
 
     async def _take_batch(self):
         """Pop, without blocking, one message per waiting receive."""
@@ -874,15 +1015,28 @@ class _Pump:
             wanted = [(key, count) for key, count in self.keys.items() if count]
         if sum(count for _, count in wanted) < 2:
             return False
-        args = [self.layer.prefix]
-        for key, count in wanted:
-            args += [key, count]
-        reply = await self.script(TAKE, args)
-        if not reply:
+        if self.blmpop and len(wanted) < 2:
+            # BLMPOP takes several messages of one list itself.
             return False
-        for i in range(0, len(reply), 2):
-            self.layer._on_element(self, reply[i], reply[i + 1])
-        return True
+        # Plain LPOPs in one round trip, not a script: Lua would copy every
+        # large message it returns.
+        connection = self.connection
+        await connection.send_packed_command(
+            connection.pack_commands([("LPOP", key, count) for key, count in wanted])
+        )
+        taken = 0
+        for key, _ in wanted:
+            elements = await connection.read_response()
+            for element in elements or ():
+                taken += 1
+                self.layer._on_element(self, key.encode(), element)
+        if self.probing:
+            # The first batch after a blocking pop tells whether batches
+            # pay in this pump's traffic: they do when they take two
+            # messages or more.
+            self.batch_found = taken >= 2
+            self.probing = False
+        return taken > 0
 
     def _block(self, reclaim_at):
         """Start the blocking call on the keys wanted now; return it."""
@@ -896,7 +1050,23 @@ class _Pump:
                         del self.linger[key]
                         self.keys.pop(key, None)
             keys = list(self.keys)
+            # As many messages as the receives waiting on any one key: a
+            # shared channel's messages beyond that are left for others.
+            count = self.count = min(
+                (n for n in self.keys.values() if n > 0), default=1
+            )
             self.in_flight = frozenset(keys)
+        if self.family != "stream" and self.blmpop:
+            return self.call(
+                "BLMPOP",
+                self.layer.block_timeout,
+                len(keys) + 1,
+                *keys,
+                self.wake_key,
+                "LEFT",
+                "COUNT",
+                count,
+            )
         if self.family != "stream":
             return self.call("BLPOP", *keys, self.wake_key, self.layer.block_timeout)
         block = min(self.layer.block_timeout, max(0.01, reclaim_at - time.monotonic()))
@@ -916,14 +1086,12 @@ class _Pump:
         )
 
     async def _setup(self):
-        before = time.time() * 1000
-        seconds, micros = await self.call("TIME")
-        after = time.time() * 1000
-        self.shard.clock_offset = (
-            int(seconds) * 1000 + int(micros) / 1000 - (before + after) / 2
-        )
+        self.shard.set_clock(*await _timed(self.call("TIME")))
         if self.family == "stream":
             await self._ensure_groups([self.wake_key])
+        else:
+            version = _server_version(await self.call("INFO", "server"))
+            self.blmpop = self.layer._use_blmpop(version)
         self.ready = True
 
     async def _ensure_groups(self, keys):
@@ -1230,6 +1398,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._c_prefix = key_prefix + b":c:"
         self._p_prefix = key_prefix + b":p:"
         self._q_prefix = key_prefix + b":q:"
+        self._n_prefix = key_prefix + b":n:"
         self._p_prefix_str = prefix + ":p:"
         # Constant script arguments, encoded once.
         self._prefix_arg = key_prefix
@@ -1248,7 +1417,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 kind = "q"
             else:
                 kind = "c"
-            if len(self._kinds) < 10000:
+            if len(self._kinds) < 10000 and not is_short_lived(channel):
                 self._kinds[channel] = kind
         return kind
 
@@ -1274,7 +1443,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 # its messages go to the next ones on the ring, where
                 # receivers (which wait on every shard) still find them.
                 shards = tuple(self.shards[name] for name in self.ring.walk(channel))
-            if len(self._send_shards) < 10000:
+            if len(self._send_shards) < 10000 and not is_short_lived(channel):
                 self._send_shards[channel] = shards
         return shards
 
@@ -1300,14 +1469,9 @@ class RedisChannelLayer(BaseChannelLayer):
                     routes = [(self._home(channel), family, key)]
                 else:
                     routes = [(shard, family, key) for shard in self.shards.values()]
-            if len(self._routes) < 10000:
+            if len(self._routes) < 10000 and not is_short_lived(channel):
                 self._routes[channel] = routes
         return routes
-
-    @staticmethod
-    def _stats_name(channel):
-        index = channel.find("!")
-        return channel if index == -1 else channel[: index + 1]
 
     # Event loops.
 
@@ -1343,12 +1507,10 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._kind(channel).encode(),
                 b"%d" % self.get_capacity(channel),
                 self._targets(channel),
-                self._stats_name(channel),
+                stats_name(channel),
             )
-            if len(self._info) >= 10000:
-                # Mostly single-use reply channels: start afresh.
-                self._info.clear()
-            self._info[channel] = info
+            if len(self._info) < 10000 and not is_short_lived(channel):
+                self._info[channel] = info
         return info
 
     def _send_args(self, channel, message):
@@ -1371,9 +1533,17 @@ class RedisChannelLayer(BaseChannelLayer):
         if state is None:
             state = await self._new_state(asyncio.get_running_loop())
         error = None
+        large = len(args[3]) >= LARGE_MESSAGE and args[1] != b"q"
         for shard in targets:
             try:
-                sent = await state.command(shard, lambda link: link.script(SEND, args))
+                if large:
+                    sent = await state.command(
+                        shard, lambda link: self._send_large(link, shard, args)
+                    )
+                else:
+                    sent = await state.command(
+                        shard, lambda link: link.script(SEND, args)
+                    )
             except _CONNECTION_ERRORS as e:
                 shard.failed(e, "sends fail until it is back")
                 error = e
@@ -1390,25 +1560,129 @@ class RedisChannelLayer(BaseChannelLayer):
             "Cannot send to %r: Redis is unreachable (%s)." % (channel, error)
         ) from error
 
+    def _large_push(self, shard, args):
+        """
+        Return (key, element, depth index, commands) that push a large
+        message to its list with plain commands, in the format the send
+        script writes; the reply at depth index is the channel's depth.
+        """
+        _, kind, channel, body, _, expiry = args[:6]
+        stamp = b"%d:" % shard.server_ms()
+        if kind == b"p":
+            name = channel[: channel.index("!") + 1].encode()
+            key = self._p_prefix + name
+            depths = self._n_prefix + name
+            element = b"%s%s:%s" % (stamp, channel.encode(), body)
+            return (
+                key,
+                element,
+                1,
+                [
+                    ("RPUSH", key, element),
+                    ("HINCRBY", depths, channel, 1),
+                    ("PEXPIRE", key, expiry),
+                    ("PEXPIRE", depths, expiry),
+                ],
+            )
+        key = self._c_prefix + channel.encode()
+        element = stamp + body
+        return key, element, 0, [("RPUSH", key, element), ("PEXPIRE", key, expiry)]
+
+    def _take_back(self, args, key, element):
+        """Return the commands that take back an overfilling push, in turn."""
+        _, kind, channel = args[:3]
+        undo = [("LREM", key, -1, element)]
+        if kind == b"p":
+            name = channel[: channel.index("!") + 1].encode()
+            undo.append(("HINCRBY", self._n_prefix + name, channel, -1))
+        return undo
+
+    async def _send_large(self, link, shard, args):
+        """
+        Push a large message with plain commands; return 1, or 0 when the
+        channel is full.
+
+        The capacity is checked after the push: a push that overfilled the
+        channel is taken back (unless a receiver already has it) and the
+        send left to the script, which makes room by dropping expired
+        messages, recounts a process-specific channel, and refuses.
+        """
+        if not shard.clock_measured:
+            shard.set_clock(*await _timed(link.call("TIME")))
+        key, element, index, commands = self._large_push(shard, args)
+        depth = (await link.pipeline(*commands))[index]
+        if depth <= int(args[4]):
+            return 1
+        lrem, *rest = self._take_back(args, key, element)
+        if not await link.call(*lrem):
+            # Received already: it was sent.
+            return 1
+        for command in rest:
+            await link.call(*command)
+        # The caller counts the message in the stats, not the script.
+        return await link.script(SEND, args[:-1] + [b"0"])
+
+    def _send_large_sync(self, shard, args):
+        """_send_large() from a thread."""
+        if not shard.clock_measured:
+            before = time.time() * 1000
+            reply = shard.sync_call("TIME")
+            shard.set_clock(before, reply, time.time() * 1000)
+        key, element, index, commands = self._large_push(shard, args)
+        depth = shard.sync_pipeline(*commands)[index]
+        if depth <= int(args[4]):
+            return 1
+        lrem, *rest = self._take_back(args, key, element)
+        if not shard.sync_call(*lrem):
+            return 1
+        for command in rest:
+            shard.sync_call(*command)
+        return _script_on(shard.sync_call, SEND, args[:-1] + [b"0"])
+
     def send_sync(self, channel, message):
         targets, args = self._send_args(channel, message)
-        # No event loop to write the stats later: the script counts.
-        args[-1] = b"1"
+        large = len(args[3]) >= LARGE_MESSAGE and args[1] != b"q"
+        # The counts go into the bookkeeping that an event loop of this
+        # layer writes soon (a worker thread's reply); with no such loop,
+        # the send script counts, or a script call after a large push.
+        state = self._running_state()
+        if state is None and not large:
+            args[-1] = b"1"
         error = None
         for shard in targets:
             try:
-                sent = _run_script_sync(shard.sync_client(), SEND, args)
+                if large:
+                    sent = self._send_large_sync(shard, args)
+                else:
+                    sent = _script_on(shard.sync_call, SEND, args)
             except _CONNECTION_ERRORS as e:
                 shard.failed(e, "sends fail until it is back")
                 error = e
                 continue
             shard.succeeded()
+            if state is not None:
+                self._count_send(shard, channel, sent)
+                try:
+                    state.loop.call_soon_threadsafe(self._schedule_flush, state)
+                except RuntimeError:
+                    # The loop closed since: write the counts now.
+                    self._flush_sync()
+            elif large:
+                self._count_send(shard, channel, sent)
+                self._flush_sync()
             if not sent:
                 raise ChannelFull(channel)
             return
         raise ChannelLayerUnavailable(
             "Cannot send to %r: Redis is unreachable (%s)." % (channel, error)
         ) from error
+
+    def _running_state(self):
+        """Return the state of an event loop of this layer still running."""
+        for state in list(self._states.values()):
+            if not state.closed and state.loop.is_running():
+                return state
+        return None
 
     def _count_send(self, shard, channel, sent):
         key = (shard.name, self._channel_info(channel)[3], "s" if sent else "f")
@@ -1532,7 +1806,11 @@ class RedisChannelLayer(BaseChannelLayer):
                 # is this process's: keep popping it for a while, so that a
                 # reply is usually here before its receive() is called.
                 pump.keys[key] = 0
-                pump.linger[key] = time.monotonic() + OWNED_LINGER
+                pump.linger[key] = time.monotonic() + (
+                    OWNED_LINGER
+                    if key.startswith(self._p_prefix_str)
+                    else SINGLE_READER_LINGER
+                )
                 continue
             pump.keys.pop(key, None)
             # A cancelled receive leaves a blocking pop under way: end it,
@@ -1546,6 +1824,13 @@ class RedisChannelLayer(BaseChannelLayer):
                 stale.append(pump)
         waiter.routes = []
         return stale
+
+    def _use_blmpop(self, version):
+        """
+        Return whether pumps pop with BLMPOP (Redis 7.0+: several messages
+        in one blocking call) or with BLPOP and a batch script.
+        """
+        return version >= (7, 0)
 
     def _owned(self, key):
         return key.startswith(self._p_prefix_str) or "?" in key
@@ -1567,14 +1852,20 @@ class RedisChannelLayer(BaseChannelLayer):
         seen_at = self._seen_at
         added = False
         for channel in channels:
-            key = (channel, task_id)
+            name = stats_name(channel)
+            # The receivers of a process's short-lived channels (a task per
+            # request) count as one: the process.
+            owner = None if is_short_lived(channel) else task_id
+            key = (name, owner)
             if now - seen_at.get(key, -60) < 10:
                 continue
             if len(seen_at) > 10000:
                 seen_at.clear()
             seen_at[key] = now
-            name = self._stats_name(channel)
-            consumer = "%s.%x" % (self.client_prefix, task_id)
+            if owner is None:
+                consumer = self.client_prefix
+            else:
+                consumer = "%s.%x" % (self.client_prefix, owner)
             with self._lock:
                 self._book_seen.add((self._home(name).name, name, consumer))
             added = True
@@ -1596,7 +1887,8 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._book_depths[shard.name, name, channel] += 1
                 self._book_received[shard.name, name] += 1
         else:
-            channel = name = key[len(self._c_prefix) :].decode()
+            channel = key[len(self._c_prefix) :].decode()
+            name = stats_name(channel)
             body = rest
             raw = element
             with self._lock:

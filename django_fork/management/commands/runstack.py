@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from django_fork.channels.interface import InterfaceApplication
 from django_fork.channels.layers import DEFAULT_CHANNEL_LAYER_ALIAS, channel_layers
+from django_fork.channels.loops import LOOP_CHOICES, resolve_loop, run
 from django_fork.channels.worker import Worker
 
 logger = logging.getLogger("django_fork.channels.stack")
@@ -88,6 +89,14 @@ class Command(BaseCommand):
             "(default: %(default)s).",
         )
         parser.add_argument(
+            "--loop",
+            choices=LOOP_CHOICES,
+            default="auto",
+            help="Event loop: uvloop when installed, for auto (default: "
+            "%(default)s). The HTTP parser is uvicorn's choice: httptools "
+            "when installed.",
+        )
+        parser.add_argument(
             "--no-access-log",
             action="store_false",
             dest="access_log",
@@ -136,7 +145,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             "Serving %s on http://%s:%d/ with %d worker threads on the %r "
-            "channel layer (%s). DEBUG is %s. Quit with CONTROL-C."
+            "channel layer (%s), %s loop. DEBUG is %s. Quit with CONTROL-C."
             % (
                 settings.ROOT_URLCONF,
                 host,
@@ -144,10 +153,11 @@ class Command(BaseCommand):
                 options["workers"],
                 options["layer"],
                 type(layer).__name__,
+                resolve_loop(options["loop"]),
                 settings.DEBUG,
             )
         )
-        asyncio.run(self.serve(server, listener, worker, layer))
+        run(self.serve(server, listener, worker, layer), options["loop"])
         self.stdout.write("Stopped after %d messages." % worker.handled)
 
     async def serve(self, server, listener, worker, layer):

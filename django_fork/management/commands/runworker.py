@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from django_fork.channels.layers import DEFAULT_CHANNEL_LAYER_ALIAS, channel_layers
 from django_fork.channels.layers.inmemory import InMemoryChannelLayer
+from django_fork.channels.loops import LOOP_CHOICES, resolve_loop, run
 from django_fork.channels.worker import Worker
 
 
@@ -41,6 +42,13 @@ class Command(BaseCommand):
             metavar="GLOB",
             help="Do not serve the routed channels matching these globs.",
         )
+        parser.add_argument(
+            "--loop",
+            choices=LOOP_CHOICES,
+            default="auto",
+            help="Event loop: uvloop when installed, for auto (default: "
+            "%(default)s).",
+        )
 
     def handle(self, *args, **options):
         layer = channel_layers[options["layer"]]
@@ -66,16 +74,17 @@ class Command(BaseCommand):
                 "Routed channels: %s." % ", ".join(worker.routes)
             )
         self.stdout.write(
-            "Worker on layer %r (%s), channels: %s, threads: %d. "
+            "Worker on layer %r (%s), channels: %s, threads: %d, %s loop. "
             "Quit with CONTROL-C or SIGTERM."
             % (
                 options["layer"],
                 type(layer).__name__,
                 ", ".join(worker.channels),
                 options["threads"],
+                resolve_loop(options["loop"]),
             )
         )
-        asyncio.run(self.serve(worker, layer))
+        run(self.serve(worker, layer), options["loop"])
 
     async def serve(self, worker, layer):
         loop = asyncio.get_running_loop()

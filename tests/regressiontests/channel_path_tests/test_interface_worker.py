@@ -87,6 +87,25 @@ class ChannelPathTests(SimpleTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(json.loads(response), {"length": len(body)})
 
+    @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=10000)
+    async def test_chunked_body_in_memory(self):
+        """A chunked body under FILE_UPLOAD_MAX_MEMORY_SIZE stays in memory."""
+        body = b"a=" + b"x" * 5000
+        async with running_worker(get_channel_layer()):
+            _, _, response = await request(
+                InterfaceApplication(chunk_size=1024),
+                method="POST",
+                path="/upload/",
+                body=body,
+                headers=[
+                    (b"content-type", b"application/x-www-form-urlencoded"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            )
+        data = json.loads(response)
+        self.assertIs(data["on_disk"], False)
+        self.assertEqual(data["post"]["a"], ["x" * 5000])
+
     @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=1000)
     async def test_body_spooled_to_disk(self):
         """A body above FILE_UPLOAD_MAX_MEMORY_SIZE is spooled to disk."""
@@ -103,8 +122,7 @@ class ChannelPathTests(SimpleTestCase):
                 ],
             )
         data = json.loads(response)
-        self.assertEqual(data["body_class"], "SpooledTemporaryFile")
-        self.assertIs(data["rolled_to_disk"], True)
+        self.assertIs(data["on_disk"], True)
         self.assertEqual(len(data["post"]["a"][0]), 5000)
 
     @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=100)

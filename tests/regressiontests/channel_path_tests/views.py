@@ -35,12 +35,21 @@ def describe(request):
     )
 
 
+def on_disk(stream):
+    """Return whether a request's body stream is a file on disk."""
+    try:
+        stream.fileno()
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 @csrf_exempt
 def upload(request):
     return JsonResponse(
         {
             "body_class": type(request._stream).__name__,
-            "rolled_to_disk": getattr(request._stream, "_rolled", None),
+            "on_disk": on_disk(request._stream),
             "files": {
                 name: [f.size for f in request.FILES.getlist(name)]
                 for name in request.FILES

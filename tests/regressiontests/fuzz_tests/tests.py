@@ -521,3 +521,38 @@ class OversizedTests(SimpleTestCase):
         finally:
             response.close()
         self.assertEqual(views.calls, ["/"])
+
+
+class BodyChunkingTests(SimpleTestCase):
+    """The interface cuts any sequence of body parts into whole chunks."""
+
+    @fuzz
+    @given(
+        parts=st.lists(st.binary(max_size=300), max_size=12),
+        chunk_size=st.integers(min_value=1, max_value=256),
+    )
+    def test_read_chunks(self, parts, chunk_size):
+        messages = [
+            {"type": "http.request", "body": part, "more_body": True} for part in parts
+        ]
+        messages.append({"type": "http.request", "body": b"", "more_body": False})
+
+        async def collect():
+            pending = iter(messages)
+
+            async def receive():
+                return next(pending)
+
+            app = InterfaceApplication(chunk_size=chunk_size)
+            return [chunk async for chunk in app.read_chunks(receive)]
+
+        chunks = asyncio.run(collect())
+        self.assertEqual(b"".join(chunk for chunk, _ in chunks), b"".join(parts))
+        self.assertEqual(
+            [more for _, more in chunks], [True] * (len(chunks) - 1) + [False]
+        )
+        for chunk, _ in chunks[:-1]:
+            self.assertEqual(len(chunk), chunk_size)
+        self.assertLessEqual(len(chunks[-1][0]), chunk_size)
+        for chunk, _ in chunks:
+            self.assertIs(type(chunk), bytes)

@@ -236,6 +236,67 @@ class ChannelLayerContractTests:
         await layer.send("full-then-free", {"type": "t", "n": 3})
         self.assertEqual((await self.receive(layer, "full-then-free"))["n"], 3)
 
+    # Large messages (a backend may send them another way).
+
+    async def test_large_messages(self):
+        """Large bodies arrive whole, in order, on every kind of channel."""
+        layer, other = self.layer_pair()
+        for channel in [
+            "large",
+            await other.new_channel("large.body?"),
+            await other.new_channel("large.reply"),
+        ]:
+            bodies = [bytes([i]) * (300 * 1024 + i) for i in range(3)]
+            for body in bodies:
+                await layer.send(channel, {"type": "t", "body": body})
+            for body in bodies:
+                self.assertEqual((await self.receive(other, channel))["body"], body)
+
+    async def test_large_message_capacity(self):
+        """A full channel refuses a large message, and keeps what it had."""
+        layer = self.layer(capacity=2)
+        for channel in ["large.full", await layer.new_channel("large.reply")]:
+            for i in range(2):
+                await layer.send(channel, {"type": "t", "n": i, "body": b"x" * 65536})
+            with self.assertRaises(ChannelFull):
+                await layer.send(channel, {"type": "t", "n": 2, "body": b"y" * 65536})
+            self.assertEqual((await self.receive(layer, channel))["n"], 0)
+            await layer.send(channel, {"type": "t", "n": 3, "body": b"z" * 65536})
+            self.assertEqual((await self.receive(layer, channel))["n"], 1)
+            self.assertEqual((await self.receive(layer, channel))["n"], 3)
+            await self.assertNothing(layer, channel)
+
+    async def test_stats_count_sends_from_threads(self):
+        """Sends from other threads (a worker's views) count too."""
+        layer = self.layer()
+        await layer.send("warm", {"type": "t"})
+        await asyncio.to_thread(layer.send_sync, "threaded", {"type": "t"})
+        large = {"type": "t", "body": b"x" * 65536}
+        await asyncio.to_thread(layer.send_sync, "threaded", large)
+        await asyncio.sleep(0.2)
+        self.assertEqual((await layer.stats(["threaded"]))["threaded"]["sent"], 2)
+
+    def test_large_messages_sync(self):
+        """The sync twins carry large messages and keep capacities too."""
+        layer = self.layer(capacity=1)
+        for channel in ["large.sync", layer.new_channel_sync("large.reply")]:
+            layer.send_sync(channel, {"type": "t", "body": b"x" * 65536})
+            with self.assertRaises(ChannelFull):
+                layer.send_sync(channel, {"type": "t", "body": b"y" * 65536})
+            self.assertEqual(layer.receive_sync(channel)["body"], b"x" * 65536)
+        stats = layer.stats_sync(["large.sync"])["large.sync"]
+        self.assertEqual((stats["sent"], stats["full"]), (1, 1))
+
+    async def test_expired_large_messages_free_capacity(self):
+        layer = self.layer(expiry=1, capacity=1)
+        for channel in ["large.expiring", await layer.new_channel("large.reply")]:
+            await layer.send(channel, {"type": "t", "n": 1, "body": b"x" * 65536})
+            with self.assertRaises(ChannelFull):
+                await layer.send(channel, {"type": "t", "n": 2, "body": b"x" * 65536})
+            await asyncio.sleep(1.2)
+            await layer.send(channel, {"type": "t", "n": 3, "body": b"x" * 65536})
+            self.assertEqual((await self.receive(layer, channel))["n"], 3)
+
     # Process-specific and single-reader channels.
 
     async def test_new_channel_names(self):
@@ -378,6 +439,38 @@ class ChannelLayerContractTests:
         self.assertGreaterEqual(stats["consumers"], 1)
         for key in ["in_rate", "out_rate"]:
             self.assertIsInstance(stats[key], float)
+
+    async def test_stats_of_short_lived_channels(self):
+        """
+        Process-specific and single-reader channels count under their prefix
+        ("name!", "name?"): one entry for many short-lived channels.
+        """
+        layer = self.layer()
+        replies = [await layer.new_channel("agg.reply") for _ in range(3)]
+        bodies = [await layer.new_channel("agg.body?") for _ in range(2)]
+        for name in replies + bodies:
+            await layer.send(name, {"type": "t"})
+        await self.receive(layer, replies[0])
+        await self.receive(layer, bodies[0])
+        # Another task: as an interface server's next request would.
+        await asyncio.ensure_future(self.receive(layer, replies[2]))
+        await asyncio.sleep(0.2)
+        stats = await layer.stats()
+        # The receivers of a process's short-lived channels: the process.
+        self.assertEqual(stats[replies[0][: replies[0].index("!") + 1]]["consumers"], 1)
+        # (A backend may take a process's messages off the store before
+        # they are received: "received" counts those too.)
+        process = replies[0][: replies[0].index("!") + 1]
+        self.assertEqual(stats[process]["sent"], 3)
+        self.assertGreaterEqual(stats[process]["received"], 1)
+        self.assertEqual(
+            {key: stats["agg.body?"][key] for key in ["sent", "received"]},
+            {"sent": 2, "received": 1},
+        )
+        self.assertFalse(set(replies + bodies) & set(stats))
+        # A channel asked for by name has its own depth.
+        asked = await layer.stats([bodies[1]])
+        self.assertEqual(asked[bodies[1]]["depth"], 1)
 
     # Sync twins.
 

@@ -90,6 +90,22 @@ class OutageTests(RedisTestCase):
         self.assertLess(await send_when_back(layer, "jobs", {"type": "t"}), 5)
         self.assertEqual((await layer.receive("jobs"))["type"], "t")
 
+    def test_sync_sends_survive_a_restart(self):
+        """
+        A thread's connection from before a restart is replaced: the first
+        send after it succeeds, small or large, without an error.
+        """
+        layer = self.layer()
+        large = {"type": "t", "body": b"x" * 65536}
+        layer.send_sync("jobs", {"type": "t"})
+        layer.send_sync("jobs", large)
+        self.server.kill()
+        self.server.restart()
+        layer.send_sync("jobs", {"type": "t", "n": 1})
+        layer.send_sync("jobs", {**large, "n": 2})
+        self.assertEqual(layer.receive_sync("jobs")["n"], 1)
+        self.assertEqual(layer.receive_sync("jobs")["n"], 2)
+
     def test_processes_survive_restarts(self):
         """
         A worker process answering requests keeps running through Redis

@@ -1,7 +1,16 @@
 from django.test import SimpleTestCase
 from layers_tests.contract import ChannelLayerContractTests
 
+from django_fork.channels.layers.redis import RedisChannelLayer
+
 from .utils import RedisServersMixin
+
+
+class BLPOPRedisChannelLayer(RedisChannelLayer):
+    """The layer as it runs on Redis before 7.0, which has no BLMPOP."""
+
+    def _use_blmpop(self, version):
+        return False
 
 
 class RedisContractMixin(RedisServersMixin, ChannelLayerContractTests):
@@ -21,6 +30,12 @@ class JSONEncryptedRedisChannelLayerTests(RedisContractMixin, SimpleTestCase):
         "serializer": "json",
         "symmetric_encryption_keys": ["new secret", "old secret"],
     }
+
+
+class BLPOPRedisChannelLayerTests(RedisContractMixin, SimpleTestCase):
+    """The contract with BLPOP and batch pops, as before Redis 7.0."""
+
+    layer_class = BLPOPRedisChannelLayer
 
 
 class ShardedRedisChannelLayerTests(RedisContractMixin, SimpleTestCase):

@@ -46,8 +46,9 @@ class RedisServersMixin:
     def make_layer(self, **options):
         location = self.urls[0] if len(self.urls) == 1 else self.urls
         options = {**self.layer_options, **options}
-        return RedisChannelLayer(location=location, **options)
+        return self.layer_class(location=location, **options)
 
+    layer_class = RedisChannelLayer
     layer_options = {}
 
     def layer(self, **options):
