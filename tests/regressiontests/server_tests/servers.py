@@ -33,11 +33,15 @@ def environment(**extra):
 
 
 class ServerProcess:
-    """A subprocess serving HTTP on a loopback port, with its output kept."""
+    """
+    A subprocess serving HTTP on a loopback port, with its output kept.
+
+    It runs in a process group of its own, so that stopping it also ends
+    the processes it started (hypercorn serves from a child process).
+    """
 
     def __init__(self, args, port=None, env=None, wait_for_port=True):
         self.port = port
-        self.log = open(os.devnull, "wb") if False else None
         self.output_path = "/tmp/server-tests-%d-%d.log" % (os.getpid(), id(self))
         self._output = open(self.output_path, "wb")
         self.process = subprocess.Popen(
@@ -46,6 +50,7 @@ class ServerProcess:
             env=env or environment(),
             stdout=self._output,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if wait_for_port:
             self.wait_until_serving()
@@ -81,7 +86,10 @@ class ServerProcess:
             connection.close()
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
-        """Signal the process and return its exit code."""
+        """
+        Signal the process and return its exit code; kill whatever of its
+        process group is left.
+        """
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -89,6 +97,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self._output.close()
         return self.process.returncode
 
