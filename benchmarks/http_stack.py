@@ -403,7 +403,7 @@ def targets(results, rate, instructions):
         if rps is not None and gunicorn:
             lines.append(
                 "- channel path %s, throughput >= 60%% of gunicorn: "
-                "%.0f req/s = %.0f%% -> %s"
+                "%.0f req/s = %.1f%% -> %s"
                 % (name, rps, 100 * rps / gunicorn, verdict(rps >= 0.6 * gunicorn))
             )
     floor, base = value("5f", "hello_c1", "p50"), value("1", "hello_c1", "p50")

@@ -40,6 +40,13 @@ def _with_fresh_connections(func, *args):
         close_old_connections()
 
 
+def is_async(consumer):
+    """Return whether consumer, a function or callable object, is async."""
+    return inspect.iscoroutinefunction(consumer) or inspect.iscoroutinefunction(
+        getattr(consumer, "__call__", None)
+    )
+
+
 async def ignore_message(message):
     """Consume a message nobody needs (http.disconnect by default)."""
 
@@ -83,6 +90,9 @@ class Worker:
         self.channels = select_channels(
             list(self.routes), only_channels, exclude_channels
         )
+        # channel -> (consumer, whether it is async), checked once per
+        # consumer set in routes.
+        self._kinds = {}
         self._slots = []
         self._receiving = set()
         self._stopping = False
@@ -142,10 +152,11 @@ class Worker:
     async def dispatch(self, channel, message):
         """Run channel's consumer on message; log and drop any failure."""
         consumer = self.routes[channel]
+        kind = self._kinds.get(channel)
+        if kind is None or kind[0] is not consumer:
+            kind = self._kinds[channel] = (consumer, is_async(consumer))
         try:
-            if inspect.iscoroutinefunction(consumer) or inspect.iscoroutinefunction(
-                getattr(consumer, "__call__", None)
-            ):
+            if kind[1]:
                 await consumer(message)
             else:
                 await self.run_consumer(consumer, message)

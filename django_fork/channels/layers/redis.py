@@ -996,8 +996,9 @@ class _Pump:
         """
         Return whether a batch should follow a BLMPOP that popped this many:
         not when it popped fewer than it could (its list is empty), and,
-        after a batch that took less than two messages, only once in
-        BATCH_RETRY times.
+        after a batch that took messages of fewer than two lists, only once
+        in BATCH_RETRY times: messages of one list, the next BLMPOP takes
+        with one command, not one LPOP per waited-on list.
         """
         if popped < self.count:
             return False
@@ -1024,19 +1025,22 @@ class _Pump:
         await connection.send_packed_command(
             connection.pack_commands([("LPOP", key, count) for key, count in wanted])
         )
-        taken = 0
+        lists = 0
         for key, _ in wanted:
             elements = await connection.read_response()
+            if elements:
+                lists += 1
             for element in elements or ():
-                taken += 1
                 self.layer._on_element(self, key.encode(), element)
         if self.probing:
             # The first batch after a blocking pop tells whether batches
-            # pay in this pump's traffic: they do when they take two
-            # messages or more.
-            self.batch_found = taken >= 2
+            # pay in this pump's traffic: they do when they take messages
+            # of two lists or more.
+            self.batch_found = lists >= 2
             self.probing = False
-        return taken > 0
+        # Go on with batches while they pay: with BLMPOP, while they take
+        # messages of several lists.
+        return lists >= 2 if self.blmpop else lists > 0
 
     def _block(self, reclaim_at):
         """Start the blocking call on the keys wanted now; return it."""
@@ -1514,21 +1518,26 @@ class RedisChannelLayer(BaseChannelLayer):
         return info
 
     def _send_args(self, channel, message):
-        kind, capacity, targets, _ = self._channel_info(channel)
+        """Return (target shards, stats name, arguments of the send script)."""
+        kind, capacity, targets, name = self._channel_info(channel)
         body = self.serializer.dumps(message)
-        return targets, [
-            self._prefix_arg,
-            kind,
-            channel,
-            body,
-            capacity,
-            self._expiry_arg,
-            self._hold_arg,
-            b"0",
-        ]
+        return (
+            targets,
+            name,
+            [
+                self._prefix_arg,
+                kind,
+                channel,
+                body,
+                capacity,
+                self._expiry_arg,
+                self._hold_arg,
+                b"0",
+            ],
+        )
 
     async def send(self, channel, message):
-        targets, args = self._send_args(channel, message)
+        targets, name, args = self._send_args(channel, message)
         state = self._states.get(asyncio.get_running_loop())
         if state is None:
             state = await self._new_state(asyncio.get_running_loop())
@@ -1550,7 +1559,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 continue
             if shard.down_since is not None:
                 shard.succeeded()
-            self._count_send(shard, channel, sent)
+            self._count_send(shard, name, sent)
             if not state.flush_scheduled:
                 self._schedule_flush(state)
             if not sent:
@@ -1640,7 +1649,7 @@ class RedisChannelLayer(BaseChannelLayer):
         return _script_on(shard.sync_call, SEND, args[:-1] + [b"0"])
 
     def send_sync(self, channel, message):
-        targets, args = self._send_args(channel, message)
+        targets, name, args = self._send_args(channel, message)
         large = len(args[3]) >= LARGE_MESSAGE and args[1] != b"q"
         # The counts go into the bookkeeping that an event loop of this
         # layer writes soon (a worker thread's reply); with no such loop,
@@ -1661,14 +1670,18 @@ class RedisChannelLayer(BaseChannelLayer):
                 continue
             shard.succeeded()
             if state is not None:
-                self._count_send(shard, channel, sent)
-                try:
-                    state.loop.call_soon_threadsafe(self._schedule_flush, state)
-                except RuntimeError:
-                    # The loop closed since: write the counts now.
-                    self._flush_sync()
+                self._count_send(shard, name, sent)
+                # Wake the loop only when no flush is due: a flush clears
+                # the flag before it takes the counts, so one due now
+                # includes this send's.
+                if not state.flush_scheduled:
+                    try:
+                        state.loop.call_soon_threadsafe(self._schedule_flush, state)
+                    except RuntimeError:
+                        # The loop closed since: write the counts now.
+                        self._flush_sync()
             elif large:
-                self._count_send(shard, channel, sent)
+                self._count_send(shard, name, sent)
                 self._flush_sync()
             if not sent:
                 raise ChannelFull(channel)
@@ -1684,8 +1697,9 @@ class RedisChannelLayer(BaseChannelLayer):
                 return state
         return None
 
-    def _count_send(self, shard, channel, sent):
-        key = (shard.name, self._channel_info(channel)[3], "s" if sent else "f")
+    def _count_send(self, shard, name, sent):
+        """Count a send to a channel whose stats name is name."""
+        key = (shard.name, name, "s" if sent else "f")
         with self._lock:
             self._book_sent[key] += 1
 
@@ -1828,7 +1842,7 @@ class RedisChannelLayer(BaseChannelLayer):
     def _use_blmpop(self, version):
         """
         Return whether pumps pop with BLMPOP (Redis 7.0+: several messages
-        in one blocking call) or with BLPOP and a batch script.
+        in one blocking call) or with BLPOP and batches of LPOPs.
         """
         return version >= (7, 0)
 

@@ -198,6 +198,37 @@ class RoundTripTests(RedisTestCase):
         stats = commandstats(self.urls[0])
         self.assertLessEqual(stats.get("blmpop", 0) + stats.get("blpop", 0), 3)
 
+    async def test_traffic_on_one_channel_is_not_taken_in_batches(self):
+        """
+        Receives waiting on several channels, with messages on only one of
+        them: BLMPOP takes several at a time, so one LPOP per channel in a
+        batch would only add work. A batch is tried, then left off.
+        """
+        layer = self.layer()
+        client = redis.Redis.from_url(self.urls[0])
+        self.addCleanup(client.close)
+        version = tuple(int(part) for part in client.info()["redis_version"].split("."))
+        if not layer._use_blmpop(version[:2]):
+            self.skipTest("Batches are how BLPOP takes several messages.")
+        channels = ["one", "two", "three"]
+        for n in range(40):
+            await layer.send("one", {"type": "t", "n": n})
+        await layer.send("warm", {"type": "t"})
+        await layer.receive("warm")
+        await asyncio.sleep(0.2)
+        reset_stats(self.urls[0])
+
+        async def consume():
+            return [(await layer.receive_any(channels))[1]["n"] for _ in range(10)]
+
+        taken = await asyncio.wait_for(
+            asyncio.gather(*(consume() for _ in range(4))), 5
+        )
+        self.assertEqual(sorted(n for part in taken for n in part), list(range(40)))
+        stats = commandstats(self.urls[0])
+        # One probe: an LPOP for each of the three channels.
+        self.assertLessEqual(stats.get("lpop", 0), 3)
+
     async def test_reply_channels_share_one_blocking_receive(self):
         """
         Hundreds of receives on a layer's process-specific channels wait
