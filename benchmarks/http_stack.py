@@ -377,8 +377,12 @@ def targets(results, rate, instructions):
             "- branch WSGI path within 1%% of stock in instructions/request: "
             "%.4fx -> %s" % (ratio, verdict(abs(ratio - 1) <= 0.01))
         )
-    for key in ("5", "4"):
-        name = {"5": "over Redis (row 5)", "4": "runstack (row 4, info)"}[key]
+    for key in ("5", "5b", "4"):
+        name = {
+            "5": "over Redis (row 5)",
+            "5b": "over Redis, scaled (row 5b, info)",
+            "4": "runstack (row 4, info)",
+        }[key]
         p50, base = value(key, "hello_c1", "p50"), value("1", "hello_c1", "p50")
         if p50 is not None and base:
             lines.append(
@@ -406,6 +410,13 @@ def targets(results, rate, instructions):
                 "%.0f req/s = %.1f%% -> %s"
                 % (name, rps, 100 * rps / gunicorn, verdict(rps >= 0.6 * gunicorn))
             )
+    scaled, gunicorns = value("5b", "hello_max", "rps"), value("1b", "hello_max", "rps")
+    if scaled is not None and gunicorns:
+        lines.append(
+            "- row 5b against gunicorn with as many workers (row 1b, info): "
+            "%.0f vs %.0f req/s = %.1f%%"
+            % (scaled, gunicorns, 100 * scaled / gunicorns)
+        )
     floor, base = value("5f", "hello_c1", "p50"), value("1", "hello_c1", "p50")
     p50 = value("5", "hello_c1", "p50")
     if floor is not None and base:
@@ -435,6 +446,12 @@ def main():
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes of rows 5, 6b"
     )
+    parser.add_argument(
+        "--scaled",
+        type=int,
+        default=2,
+        help="processes serving Django in rows 1b and 5b",
+    )
     # runworker's and runstack's own defaults: the setups as shipped.
     parser.add_argument(
         "--threads", type=int, default=4, help="runworker --threads of row 5"
@@ -451,7 +468,9 @@ def main():
     args = parser.parse_args()
 
     started = time.monotonic()
-    all_setups = stacks.setups(args.workers, args.threads, args.stack_threads)
+    all_setups = stacks.setups(
+        args.workers, args.threads, args.stack_threads, args.scaled
+    )
     if args.only:
         keys = args.only.split(",")
         if "1" not in keys:

@@ -331,19 +331,22 @@ def _env(fork=False, peer=False, **extra):
     return make
 
 
-def gunicorn(port):
-    return [
-        os.path.join(BIN, "gunicorn"),
-        "--workers",
-        "1",
-        "--worker-class",
-        "sync",
-        "--bind",
-        "127.0.0.1:%d" % port,
-        "--log-level",
-        "warning",
-        "benchproject.wsgi:application",
-    ]
+def gunicorn(workers):
+    def argv(port):
+        return [
+            os.path.join(BIN, "gunicorn"),
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "sync",
+            "--bind",
+            "127.0.0.1:%d" % port,
+            "--log-level",
+            "warning",
+            "benchproject.wsgi:application",
+        ]
+
+    return argv
 
 
 def uvicorn(app):
@@ -414,15 +417,26 @@ def channels_runworker(number):
     return manage("runworker", "bench-http", "-v", "0")
 
 
-def setups(workers=1, threads=4, stack_threads=4):
-    """Return the benchmark setups, row 1 first."""
+def setups(workers=1, threads=4, stack_threads=4, scaled=2):
+    """
+    Return the benchmark setups, row 1 first. Rows 1b and 5b run rows 1 and
+    5 with scaled processes serving Django (row 5b: scaled runworker
+    processes sharing threads between them): one per core of this machine.
+    """
     return [
         Stack(
             "1",
             "gunicorn sync + WSGIHandler (stock)",
-            gunicorn,
+            gunicorn(1),
             _env(),
             description="gunicorn, 1 sync worker; project without django_fork",
+        ),
+        Stack(
+            "1b",
+            "gunicorn sync x%d + WSGIHandler (stock)" % scaled,
+            gunicorn(scaled),
+            _env(),
+            description="row 1 with %d sync workers" % scaled,
         ),
         Stack(
             "2a",
@@ -442,7 +456,7 @@ def setups(workers=1, threads=4, stack_threads=4):
         Stack(
             "3",
             "gunicorn sync + branch WSGI",
-            gunicorn,
+            gunicorn(1),
             _env(fork=True),
             description="gunicorn, 1 sync worker; django_fork in INSTALLED_APPS",
         ),
@@ -465,6 +479,17 @@ def setups(workers=1, threads=4, stack_threads=4):
             description="uvicorn hosting get_interface_application(), %d "
             "runworker process(es) with --threads %d, RedisChannelLayer on a "
             "private redis-server" % (workers, threads),
+        ),
+        Stack(
+            "5b",
+            "row 5 with %d runworker processes" % scaled,
+            uvicorn("benchproject.asgi_interface:application"),
+            _env(fork=True),
+            worker=runworker(max(1, threads // scaled)),
+            workers=scaled,
+            redis=True,
+            description="row 5 with %d runworker processes with --threads %d "
+            "(the same threads in all)" % (scaled, max(1, threads // scaled)),
         ),
         Stack(
             "5f",
@@ -505,3 +530,8 @@ def setups(workers=1, threads=4, stack_threads=4):
             "Channels 4)" % workers,
         ),
     ]
+
+
+def by_key(**options):
+    """Return the setups of setups(**options) by their row key."""
+    return {stack.key: stack for stack in setups(**options)}
