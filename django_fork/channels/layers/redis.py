@@ -566,11 +566,8 @@ def _script_on(call, script, args):
 
 
 def _run_script_sync(client, script, args):
-    try:
-        return client.execute_command("EVALSHA", script.sha, 0, *args)
-    except NoScriptError:
-        client.script_load(script.text)
-        return client.execute_command("EVALSHA", script.sha, 0, *args)
+    """Run script with a redis-py sync client."""
+    return _script_on(client.execute_command, script, args)
 
 
 def shard_name(url):

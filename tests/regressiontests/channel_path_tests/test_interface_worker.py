@@ -87,10 +87,8 @@ class ChannelPathTests(SimpleTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(json.loads(response), {"length": len(body)})
 
-    @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=10000)
-    async def test_chunked_body_in_memory(self):
-        """A chunked body under FILE_UPLOAD_MAX_MEMORY_SIZE stays in memory."""
-        body = b"a=" + b"x" * 5000
+    async def post_form_in_chunks(self, body):
+        """POST a form body in 1 KiB chunks to the upload view; its JSON."""
         async with running_worker(get_channel_layer()):
             _, _, response = await request(
                 InterfaceApplication(chunk_size=1024),
@@ -102,26 +100,19 @@ class ChannelPathTests(SimpleTestCase):
                     (b"content-length", str(len(body)).encode()),
                 ],
             )
-        data = json.loads(response)
+        return json.loads(response)
+
+    @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=10000)
+    async def test_chunked_body_in_memory(self):
+        """A chunked body under FILE_UPLOAD_MAX_MEMORY_SIZE stays in memory."""
+        data = await self.post_form_in_chunks(b"a=" + b"x" * 5000)
         self.assertIs(data["on_disk"], False)
         self.assertEqual(data["post"]["a"], ["x" * 5000])
 
     @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=1000)
     async def test_body_spooled_to_disk(self):
         """A body above FILE_UPLOAD_MAX_MEMORY_SIZE is spooled to disk."""
-        body = b"a=" + b"x" * 5000
-        async with running_worker(get_channel_layer()):
-            _, _, response = await request(
-                InterfaceApplication(chunk_size=1024),
-                method="POST",
-                path="/upload/",
-                body=body,
-                headers=[
-                    (b"content-type", b"application/x-www-form-urlencoded"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            )
-        data = json.loads(response)
+        data = await self.post_form_in_chunks(b"a=" + b"x" * 5000)
         self.assertIs(data["on_disk"], True)
         self.assertEqual(len(data["post"]["a"][0]), 5000)
 
