@@ -315,10 +315,9 @@ def get_parser():
         "--channels",
         action="store_true",
         help=(
-            "Send the requests of every test's self.client and "
-            "self.async_client (Django's Client and AsyncClient) over the "
-            "channel path, as django_fork.test.runner.ChannelDiscoverRunner "
-            "does."
+            "Send the requests of every test client (Client, AsyncClient, "
+            "their subclasses) over the channel path, as "
+            "django_fork.test.runner.ChannelDiscoverRunner does."
         ),
     )
     parser.add_argument(

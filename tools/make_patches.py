@@ -180,6 +180,26 @@ NOT_IN_SERIES = {
     "tests/regressiontests/server_tests/test_browser.py": (
         "tests example/, which is not part of the series"
     ),
+    # Django ships no pytest plugin (pytest-django is the place for one); the
+    # overlay's is registered by the django-fork package's entry point.
+    "django_fork/test/pytest_plugin.py": "Django ships no pytest plugin",
+    "docs/topics/testing-channels-pytest.txt": (
+        "documents the pytest plugin, which is not part of the series"
+    ),
+    "tests/regressiontests/client_transport_tests/test_pytest.py": (
+        "tests the pytest plugin, which is not part of the series, and example/"
+    ),
+    "tests/regressiontests/client_transport_tests/pytest_suite/pytest.ini": (
+        "the pytest plugin's test suite"
+    ),
+    "tests/regressiontests/client_transport_tests/pytest_suite/"
+    "pytest_settings.py": "the pytest plugin's test suite",
+    "tests/regressiontests/client_transport_tests/pytest_suite/"
+    "check_clients.py": "the pytest plugin's test suite",
+    "tests/regressiontests/client_transport_tests/test_overlay_reach.py": (
+        "tests the overlay's ChannelTransportMiddleware; in the series, "
+        "ClientHandler asks the switch itself"
+    ),
 }
 
 # Overlay files that become hunks in existing Django files rather than new
@@ -195,6 +215,9 @@ MERGED = {
     # imports join the module's imports, the rest goes at its end, __all__
     # is extended.
     "django_fork/test/client.py": "django/test/client.py",
+    # The switch, merged after client.py; ClientHandler.__call__() and
+    # AsyncClientHandler.__call__() ask it (see edit_client_handlers()).
+    "django_fork/test/transport.py": "django/test/client.py",
     "django_fork/test/runner.py": "django/test/runner.py",
     "django_fork/test/testcases.py": "django/test/testcases.py",
     "docs/ref/settings-channels.txt": "docs/ref/settings.txt",
@@ -422,24 +445,41 @@ PATCHES = [
         the interface application, the configured layer and an in-process
         worker. ChannelSimpleTestCase, ChannelTransactionTestCase and
         ChannelTestCase give each test layers of its own, such clients, and
-        assertions on what waits on a channel. ChannelDiscoverRunner runs an
-        existing test suite with every default client over channels.
+        assertions on what waits on a channel.
+
+        The TEST_CLIENT_TRANSPORT setting, channel_clients() (a decorator
+        and context manager) and ChannelDiscoverRunner switch every test
+        client over channels: ClientHandler and AsyncClientHandler then hand
+        the request to the channel path, whose worker serves the
+        ChannelRequest with the client's own handler, so Client subclasses
+        and ClientHandler subclasses overriding get_response() keep working.
+        The response, decoded from the reply messages, keeps the attributes
+        of the view's response object that HTTP does not carry, once the
+        bytes that came back are checked against that object.
         """,
         files=[
             "django_fork/test/__init__.py",
             "django_fork/test/client.py",
+            "django_fork/test/transport.py",
             "django_fork/test/runner.py",
             "django_fork/test/testcases.py",
             "django_fork/test/worker.py",
             "django_fork/test/websocket.py",
             "tests/regressiontests/websocket_tests/test_client.py",
             "tests/regressiontests/channel_test_utils/*",
+            "tests/regressiontests/client_transport_tests/__init__.py",
+            "tests/regressiontests/client_transport_tests/restish.py",
+            "tests/regressiontests/client_transport_tests/tests.py",
+            "tests/regressiontests/client_transport_tests/urls.py",
+            "tests/regressiontests/client_transport_tests/views.py",
+            "tests/regressiontests/client_transport_tests/templates/*",
             "docs/topics/testing-channels.txt",
         ],
         release_note="""
         ``django.test.ChannelClient`` and ``django.test.ChannelTestCase`` test
-        views and consumers through the channel path, and
-        ``django.test.runner.ChannelDiscoverRunner`` runs a test suite with
+        views and consumers through the channel path, and the
+        ``TEST_CLIENT_TRANSPORT`` setting, ``django.test.client.channel_clients()``
+        and ``django.test.runner.ChannelDiscoverRunner`` send the requests of
         every test client over channels.
         """,
     ),
@@ -512,6 +552,8 @@ SETTINGS = {
 # Renames applied to every file, in order, after ADAPTATIONS.
 REWRITES = [
     (r"django_fork([./])management\1commands", r"django\1core\1management\1commands"),
+    # The switch is merged into django/test/client.py (MERGED).
+    (r"django_fork([./])test\1transport\b", r"django\1test\1client"),
     (r"django_fork([./])", r"django\1"),
     (r"tests/regressiontests\b", "tests"),
     # Redis keys: the Redis layer's default prefix (see ADAPTATIONS).
@@ -726,6 +768,50 @@ ADAPTATIONS = [
         "RuntestsChannelsOptionTests",
         "it runs the overlay's runtests.py --channels; Django's "
         "tests/runtests.py has no such option",
+    ),
+    # The overlay reaches the test clients' handlers through a middleware;
+    # in the series, ClientHandler.__call__() asks the switch itself.
+    *[
+        Adapt(
+            "django_fork/test/transport.py",
+            line,
+            "",
+            "there is no MiddlewareReach: ClientHandler asks the switch",
+        )
+        for line in (
+            "        self.reach = MiddlewareReach()\n",
+            "        self.reach.enable()\n",
+            "        self.reach.disable()\n",
+        )
+    ],
+    *[
+        DropDef(
+            "django_fork/test/transport.py",
+            name,
+            "the overlay's reach into ClientHandler, through MIDDLEWARE",
+        )
+        for name in (
+            "MiddlewareReach",
+            "keep_transport_first",
+            "_give_state",
+            "_calling_handler",
+            "_body",
+            "ChannelTransportMiddleware",
+        )
+    ],
+    Adapt(
+        "docs/topics/testing-channels.txt",
+        "\n\nThe django-fork package has a pytest plugin too:\n"
+        ":doc:`/topics/testing-channels-pytest`.",
+        "",
+        "the pytest plugin is not part of the series",
+    ),
+    Adapt(
+        "docs/topics/testing-channels.txt",
+        "* for a pytest run or one pytest test, with the plugin's ``--channels`` "
+        "or\n  ``@pytest.mark.channels`` (:doc:`/topics/testing-channels-pytest`);\n",
+        "",
+        "the pytest plugin is not part of the series",
     ),
     DropDef(
         "django_fork/test/runner.py",
@@ -1756,20 +1842,82 @@ def merge_module(target_path, target, source_path, source):
 
 
 def edit_test_modules(repo, step, ctx):
+    """
+    Merge the overlay's test modules into Django's, in MERGED's order (two
+    sources may go into one module), then hand-edit Django's test client
+    handlers to ask the channel switch.
+    """
+    merged = {}
     for source_path, target_path in MERGED.items():
         if not source_path.endswith(".py") or source_path.endswith(
             ("/signals.py", "/__init__.py")
         ):
             continue
         if source_path in ctx["owner"] and step >= ctx["owner"][source_path]:
-            text = merge_module(
+            merged[target_path] = merge_module(
                 target_path,
-                base_text(target_path),
+                merged.get(target_path) or base_text(target_path),
                 source_path,
                 ctx["rewritten"][source_path],
             )
-            write(repo, target_path, text)
-            ctx["formatted"].add(target_path)
+            if source_path == "django_fork/test/transport.py":
+                merged[target_path] = edit_client_handlers(merged[target_path])
+    for target_path, text in merged.items():
+        write(repo, target_path, text)
+        ctx["formatted"].add(target_path)
+
+
+# The hand-kept hunks of django/test/client.py: with the switch on,
+# ClientHandler and AsyncClientHandler hand the request to the channel path
+# (serve_environ() and aserve_scope(), merged from django_fork/test/
+# transport.py), whose worker serves it with the handler's get_response().
+# The overlay reaches the same point through ChannelTransportMiddleware.
+CLIENT_HANDLER_HUNKS = [
+    (
+        "            self.load_middleware()\n\n"
+        "        request_started.disconnect(close_old_connections)\n"
+        "        request_started.send(sender=self.__class__, environ=environ)\n",
+        "            self.load_middleware()\n"
+        "        layer = channel_transport()\n"
+        "        if layer is not None:\n"
+        "            # The request travels the channel path, and the worker serves\n"
+        "            # it with self.get_response().\n"
+        '            body = environ["wsgi.input"].read()\n'
+        "            return serve_environ(self, environ, body, layer)\n\n"
+        "        request_started.disconnect(close_old_connections)\n"
+        "        request_started.send(sender=self.__class__, environ=environ)\n",
+    ),
+    (
+        "            self.load_middleware(is_async=True)\n"
+        "        # Extract body file from the scope, if provided.\n"
+        '        if "_body_file" in scope:\n'
+        '            body_file = scope.pop("_body_file")\n'
+        "        else:\n"
+        '            body_file = FakePayload("")\n',
+        "            self.load_middleware(is_async=True)\n"
+        "        # Extract body file from the scope, if provided.\n"
+        '        if "_body_file" in scope:\n'
+        '            body_file = scope.pop("_body_file")\n'
+        "        else:\n"
+        '            body_file = FakePayload("")\n'
+        "        layer = channel_transport()\n"
+        "        if layer is not None:\n"
+        "            # The request travels the channel path, and the worker serves\n"
+        "            # it with self.get_response_async().\n"
+        "            return await aserve_scope(self, scope, body_file.read(), layer)\n",
+    ),
+]
+
+
+def edit_client_handlers(text):
+    for old, new in CLIENT_HANDLER_HUNKS:
+        if text.count(old) != 1:
+            raise Error(
+                "django/test/client.py: a ClientHandler hunk no longer applies; "
+                "update CLIENT_HANDLER_HUNKS in tools/make_patches.py"
+            )
+        text = text.replace(old, new)
+    return text
 
 
 def edit_test_init(repo, step, ctx):

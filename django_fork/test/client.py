@@ -39,6 +39,7 @@ __all__ = [
     "AsyncChannelClientHandler",
     "ChannelClient",
     "ChannelClientHandler",
+    "ResponseMismatch",
     "scope_from_environ",
 ]
 
@@ -221,7 +222,85 @@ class _Served:
     """What the test client learns from the worker about one request."""
 
     request = None
+    #: The response object the view (and middleware) returned, in the worker.
+    response = None
     async_stream = False
+
+
+class ResponseMismatch(AssertionError):
+    """
+    The response that came back over the channel path is not the one the
+    view returned: its attributes must not be attached to it.
+    """
+
+
+# Attributes of a response object that HTTP carries (or that only serve to
+# produce what it carries): they come from the messages, never from the
+# view's object.
+_WIRE_ATTRIBUTES = frozenset(
+    {
+        "headers",
+        "cookies",
+        "status_code",
+        "_reason_phrase",
+        "_charset",
+        "_container",
+        "_iterator",
+        "streaming",
+        "is_async",
+        "closed",
+        "_resource_closers",
+        "_handler_class",
+        "file_to_stream",
+        "block_size",
+    }
+)
+
+
+def check_same_response(response, view_response, method):
+    """
+    Raise ResponseMismatch unless response, decoded from the reply messages,
+    is view_response as HTTP carries it: the same status, every header of
+    view_response with its value, and, unless it streamed, the same body
+    (none for HEAD, as servers send it).
+    """
+    problems = []
+    if response.status_code != view_response.status_code:
+        problems.append(
+            "status %s, not %s" % (response.status_code, view_response.status_code)
+        )
+    for name, value in view_response.headers.items():
+        if response.headers.get(name) != value:
+            problems.append(
+                "header %s: %r, not %r" % (name, response.headers.get(name), value)
+            )
+    if not response.streaming and not view_response.streaming:
+        body = response.content
+        if body != view_response.content and not (method == "HEAD" and not body):
+            problems.append(
+                "a body of %d bytes, not the %d bytes of the view's response"
+                % (len(body), len(view_response.content))
+            )
+    if problems:
+        raise ResponseMismatch(
+            "The response that came over the channel path differs from the "
+            "view's response: %s." % "; ".join(problems)
+        )
+
+
+def carry_view_attributes(response, view_response, method):
+    """
+    Give response, decoded from the reply messages, the attributes of the
+    view's response object that HTTP does not carry (a REST framework's
+    data, a TemplateResponse's context_data, an attribute a view set), after
+    checking that the bytes that came back are that object's. Attributes the
+    decoded response has already (url, from Location) keep their value.
+    """
+    check_same_response(response, view_response, method)
+    own = vars(response)
+    for name, value in vars(view_response).items():
+        if name not in _WIRE_ATTRIBUTES and name not in own:
+            setattr(response, name, value)
 
 
 class _ClientChannelHandler(ChannelHandler):
@@ -238,6 +317,7 @@ class _ClientChannelHandler(ChannelHandler):
         # How the view's stream is iterated doesn't travel in the messages;
         # the client gives back what the view gave, as Client does.
         served.async_stream = response.streaming and response.is_async
+        served.response = response
         # A Client() used inside the view reconnected close_old_connections
         # when its own request ended: keep it away from this response's
         # request_finished.
@@ -251,6 +331,10 @@ class _ClientChannelHandler(ChannelHandler):
         records = _served.get(None)
         if records:
             records[-1].request = request
+        return self.serve(request)
+
+    def serve(self, request):
+        """Return the response of the middleware and the view to request."""
         return super().get_response(request)
 
 
@@ -281,6 +365,10 @@ class _ExchangeMixin:
         Serve scope and body over the channel path; return the response and
         the ChannelRequest the view saw (None if the worker refused the
         message before building one).
+
+        The response is decoded from the reply messages; it also carries the
+        attributes of the view's response object that HTTP does not (see
+        carry_view_attributes()).
         """
         layer = channel_layers[self.layer]
         interface = InterfaceApplication(layer_alias=self.layer)
@@ -334,6 +422,8 @@ class _ExchangeMixin:
         # Requests queued before this one were served first.
         last = served[-1] if served else _Served()
         response = response_from_events(events, last.async_stream)
+        if last.response is not None:
+            carry_view_attributes(response, last.response, scope["method"])
         if last.request is not None:
             conditional_content_removal(last.request, response)
         return response, last.request

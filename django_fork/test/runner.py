@@ -1,19 +1,16 @@
 """
 Run an existing test suite over channels, unchanged.
 
-ChannelDiscoverRunner is Django's DiscoverRunner plus one switch: the test
-cases of the suite it builds get ChannelClient as self.client and
-AsyncChannelClient as self.async_client wherever they use Django's default
-Client and AsyncClient, so every request those clients make travels the
-channel path. Use it as TEST_RUNNER, or for one run with "manage.py test
---testrunner".
+ChannelDiscoverRunner is Django's DiscoverRunner plus one switch: every test
+client of the run (Django's Client and AsyncClient, every subclass, a client
+a test builds itself) sends its requests over the channel path (see
+django_fork.test.transport). Use it as TEST_RUNNER, or for one run with
+"manage.py test --testrunner".
 """
 
-from django.test import AsyncClient, Client, SimpleTestCase
 from django.test.runner import DiscoverRunner, ParallelTestSuite, RemoteTestRunner
-from django.test.utils import iter_test_cases
 
-from django_fork.test.client import AsyncChannelClient, ChannelClient
+from django_fork.test.transport import enable_channel_transport
 
 __all__ = [
     "ChannelDiscoverRunner",
@@ -23,63 +20,36 @@ __all__ = [
 ]
 
 
-_SWITCHES = (
-    ("client_class", Client, ChannelClient),
-    ("async_client_class", AsyncClient, AsyncChannelClient),
-)
-
-
 def use_channel_clients(tests):
     """
-    Make the test case classes in tests (a suite, or an iterable of suites
-    and cases) use ChannelClient and AsyncChannelClient instead of Django's
-    default clients (in every worker process, for a ParallelTestSuite).
-    Return what changed, for restore_clients().
-
-    Only Django's own Client and AsyncClient are replaced: a test case with a
-    client_class of its own keeps it, and a Client() that a test builds
-    itself stays a Client. The attributes are set on the classes because
-    SimpleTestCase._pre_setup() is a classmethod that builds self.client from
-    cls.client_class.
+    Turn the channel switch on for the run of tests (in every worker process
+    too, for a ParallelTestSuite). Return what restore_clients() needs to
+    turn it back.
     """
     if isinstance(tests, ParallelTestSuite):
         tests.runner_class = ChannelRemoteTestRunner
-    changed = []
-    seen = set()
-    for test in iter_test_cases(tests):
-        cls = type(test)
-        if cls in seen or not issubclass(cls, SimpleTestCase):
-            continue
-        seen.add(cls)
-        for name, default, replacement in _SWITCHES:
-            if getattr(cls, name) is default:
-                changed.append((cls, name, cls.__dict__.get(name, _MISSING)))
-                setattr(cls, name, replacement)
-    return changed
+    return [enable_channel_transport()]
 
 
 def restore_clients(changed):
     """Undo use_channel_clients()."""
-    for cls, name, previous in reversed(changed):
-        if previous is _MISSING:
-            delattr(cls, name)
-        else:
-            setattr(cls, name, previous)
-
-
-_MISSING = object()
+    for undo in reversed(changed):
+        undo()
 
 
 class ChannelRemoteTestRunner(RemoteTestRunner):
     """
-    Run a parallel runner's subsuite with channel clients. Under the "spawn"
-    start method a worker process imports the test classes afresh, without
-    the attributes the parent set.
+    Run a parallel runner's subsuite with the switch on. Under the "spawn"
+    start method a worker process imports everything afresh, without the
+    switch the parent turned on.
     """
 
     def run(self, test):
-        use_channel_clients(test)
-        return super().run(test)
+        undo = enable_channel_transport()
+        try:
+            return super().run(test)
+        finally:
+            undo()
 
 
 class ChannelDiscoverRunner(DiscoverRunner):
@@ -110,10 +80,7 @@ class ChannelDiscoverRunner(DiscoverRunner):
         suite = super().build_suite(*args, **kwargs)
         if self.channels:
             self._changed_clients += use_channel_clients(suite)
-            self.log(
-                "Test clients of %d test class(es) send their requests over the "
-                "channel path." % len({cls for cls, _, _ in self._changed_clients})
-            )
+            self.log("Test clients send their requests over the channel path.")
         return suite
 
     def teardown_test_environment(self, **kwargs):

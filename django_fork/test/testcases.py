@@ -25,10 +25,13 @@ from django_fork.test.client import AsyncChannelClient, ChannelClient
 from django_fork.test.worker import InProcessWorker, keep_test_connections
 
 __all__ = [
+    "ChannelAssertions",
     "ChannelSimpleTestCase",
     "ChannelTestCase",
     "ChannelTestMixin",
     "ChannelTransactionTestCase",
+    "close_channel_layers",
+    "isolated_channel_layers",
 ]
 
 IN_MEMORY_BACKEND = "django_fork.channels.layers.inmemory.InMemoryChannelLayer"
@@ -55,115 +58,61 @@ def _shared_redis_server():
     return _redis_server
 
 
-class ChannelTestMixin:
+def isolated_channel_layers(backend="inmemory"):
     """
-    Give each test isolated channel layers, channel-path test clients, and
-    assertions about queued messages. Mix it into a Django test case class
-    before the case (ChannelTestCase and friends do).
+    Return a CHANNEL_LAYERS setting with every configured alias (the default
+    in-memory layer if CHANNEL_LAYERS is unset) on a layer of its own: a new
+    in-memory layer, or, for backend "redis", a key prefix of its own on a
+    private redis-server.
     """
+    if backend not in ("inmemory", "redis"):
+        raise ImproperlyConfigured(
+            "The channel layer backend of a test must be 'inmemory' or 'redis', "
+            "not %r." % (backend,)
+        )
+    configured = getattr(settings, "CHANNEL_LAYERS", None)
+    if configured is None:
+        configured = DEFAULT_CHANNEL_LAYERS
+    token = secrets.token_hex(6)
+    layers = {}
+    for alias, config in configured.items():
+        options = dict(config.get("OPTIONS", {}))
+        if backend == "redis":
+            if config.get("BACKEND") != REDIS_BACKEND:
+                options = {k: v for k, v in options.items() if k in COMMON_OPTIONS}
+            options["prefix"] = "test.%s.%s" % (token, _key_safe(alias))
+            layers[alias] = {
+                "BACKEND": REDIS_BACKEND,
+                "LOCATION": _shared_redis_server().url,
+                "OPTIONS": options,
+            }
+        else:
+            layers[alias] = {
+                "BACKEND": IN_MEMORY_BACKEND,
+                "OPTIONS": {k: v for k, v in options.items() if k in COMMON_OPTIONS},
+            }
+    return layers
 
-    client_class = ChannelClient
-    async_client_class = AsyncChannelClient
 
-    #: The backend of every layer during a test: "inmemory" (a fresh
-    #: in-memory layer per test) or "redis" (a private redis-server, with a
-    #: key prefix per test).
-    channel_layer_backend = "inmemory"
+def close_channel_layers(backend="inmemory"):
+    """
+    Close the layers of a test (deleting its keys on a Redis layer, to leave
+    the shared server as the test found it).
+    """
+    for layer in channel_layers.all(initialized_only=True):
+        if backend == "redis":
+            layer.flush_sync()
+        layer.close_sync()
+
+
+class ChannelAssertions:
+    """
+    Assertions about the messages waiting on channels, and consume(). A
+    class using it provides fail(msg), as unittest.TestCase does.
+    """
 
     #: The layer alias that assertions and consume() use unless told.
     channel_layer_alias = DEFAULT_CHANNEL_LAYER_ALIAS
-
-    @classmethod
-    def setUpClass(cls):
-        if cls.channel_layer_backend not in ("inmemory", "redis"):
-            raise ImproperlyConfigured(
-                "%s.channel_layer_backend must be 'inmemory' or 'redis', not %r."
-                % (cls.__qualname__, cls.channel_layer_backend)
-            )
-        if cls.channel_layer_backend == "redis":
-            # Skips the class when redis-server isn't installed (fails under
-            # CI=true), before any class-level state needs undoing.
-            _shared_redis_server()
-        super().setUpClass()
-
-    @classmethod
-    def get_channel_layer_settings(cls):
-        """
-        Return the CHANNEL_LAYERS setting of one test: every configured alias
-        (the default in-memory layer if CHANNEL_LAYERS is unset) on a layer
-        of its own.
-        """
-        configured = getattr(settings, "CHANNEL_LAYERS", None)
-        if configured is None:
-            configured = DEFAULT_CHANNEL_LAYERS
-        token = secrets.token_hex(6)
-        layers = {}
-        for alias, config in configured.items():
-            options = dict(config.get("OPTIONS", {}))
-            if cls.channel_layer_backend == "redis":
-                if config.get("BACKEND") != REDIS_BACKEND:
-                    options = {k: v for k, v in options.items() if k in COMMON_OPTIONS}
-                options["prefix"] = "test.%s.%s" % (token, _key_safe(alias))
-                layers[alias] = {
-                    "BACKEND": REDIS_BACKEND,
-                    "LOCATION": _shared_redis_server().url,
-                    "OPTIONS": options,
-                }
-            else:
-                layers[alias] = {
-                    "BACKEND": IN_MEMORY_BACKEND,
-                    "OPTIONS": {
-                        k: v for k, v in options.items() if k in COMMON_OPTIONS
-                    },
-                }
-        return layers
-
-    # Django 5.2's _pre_setup() is a classmethod: TransactionTestCase runs the
-    # first test's in setUpClass(). Each is followed by the test's
-    # _post_teardown(), or by tearDownClass() if the test is skipped.
-
-    @classmethod
-    def _pre_setup(cls):
-        cls._end_channel_layers()
-        override = override_settings(CHANNEL_LAYERS=cls.get_channel_layer_settings())
-        override.enable()
-        cls._channel_layers_override = override
-        try:
-            super()._pre_setup()
-        except BaseException:
-            cls._end_channel_layers()
-            raise
-
-    def _post_teardown(self):
-        try:
-            super()._post_teardown()
-        finally:
-            self._end_channel_layers()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls._end_channel_layers()
-        finally:
-            super().tearDownClass()
-
-    @classmethod
-    def _end_channel_layers(cls):
-        """Close the test's layers and restore CHANNEL_LAYERS."""
-        override = cls.__dict__.get("_channel_layers_override")
-        if override is None:
-            return
-        cls._channel_layers_override = None
-        try:
-            for layer in channel_layers.all(initialized_only=True):
-                if cls.channel_layer_backend == "redis":
-                    # Leave the shared server as the test found it.
-                    layer.flush_sync()
-                layer.close_sync()
-        finally:
-            override.disable()
-
-    # Layers and messages.
 
     def get_channel_layer(self, layer=None):
         """Return this test's layer for the alias (channel_layer_alias)."""
@@ -267,6 +216,85 @@ class ChannelTestMixin:
         if exc_info is not None and raise_exceptions:
             raise exc_info[1].with_traceback(exc_info[2])
         return message
+
+
+class ChannelTestMixin(ChannelAssertions):
+    """
+    Give each test isolated channel layers, channel-path test clients, and
+    assertions about queued messages. Mix it into a Django test case class
+    before the case (ChannelTestCase and friends do).
+    """
+
+    client_class = ChannelClient
+    async_client_class = AsyncChannelClient
+
+    #: The backend of every layer during a test: "inmemory" (a fresh
+    #: in-memory layer per test) or "redis" (a private redis-server, with a
+    #: key prefix per test).
+    channel_layer_backend = "inmemory"
+
+    @classmethod
+    def setUpClass(cls):
+        if cls.channel_layer_backend not in ("inmemory", "redis"):
+            raise ImproperlyConfigured(
+                "%s.channel_layer_backend must be 'inmemory' or 'redis', not %r."
+                % (cls.__qualname__, cls.channel_layer_backend)
+            )
+        if cls.channel_layer_backend == "redis":
+            # Skips the class when redis-server isn't installed (fails under
+            # CI=true), before any class-level state needs undoing.
+            _shared_redis_server()
+        super().setUpClass()
+
+    @classmethod
+    def get_channel_layer_settings(cls):
+        """
+        Return the CHANNEL_LAYERS setting of one test: every configured alias
+        (the default in-memory layer if CHANNEL_LAYERS is unset) on a layer
+        of its own.
+        """
+        return isolated_channel_layers(cls.channel_layer_backend)
+
+    # Django 5.2's _pre_setup() is a classmethod: TransactionTestCase runs the
+    # first test's in setUpClass(). Each is followed by the test's
+    # _post_teardown(), or by tearDownClass() if the test is skipped.
+
+    @classmethod
+    def _pre_setup(cls):
+        cls._end_channel_layers()
+        override = override_settings(CHANNEL_LAYERS=cls.get_channel_layer_settings())
+        override.enable()
+        cls._channel_layers_override = override
+        try:
+            super()._pre_setup()
+        except BaseException:
+            cls._end_channel_layers()
+            raise
+
+    def _post_teardown(self):
+        try:
+            super()._post_teardown()
+        finally:
+            self._end_channel_layers()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls._end_channel_layers()
+        finally:
+            super().tearDownClass()
+
+    @classmethod
+    def _end_channel_layers(cls):
+        """Close the test's layers and restore CHANNEL_LAYERS."""
+        override = cls.__dict__.get("_channel_layers_override")
+        if override is None:
+            return
+        cls._channel_layers_override = None
+        try:
+            close_channel_layers(cls.channel_layer_backend)
+        finally:
+            override.disable()
 
 
 def _key_safe(alias):

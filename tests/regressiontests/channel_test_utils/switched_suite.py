@@ -21,22 +21,26 @@ def report(name):
 @override_settings(ROOT_URLCONF="channel_test_utils.urls")
 class StockTests(SimpleTestCase):
     def test_get(self):
-        response = self.client.get("/json/")
-        self.assertEqual(response.json(), {"answer": 42})
-        report(type(response.wsgi_request).__name__)
+        response = self.client.get("/describe/")
+        report(response.json()["request_class"])
 
     async def test_async_get(self):
-        response = await self.async_client.get("/json/")
-        self.assertEqual(response.json(), {"answer": 42})
-        report(type(response.asgi_request).__name__)
+        response = await self.async_client.get("/describe/")
+        report(response.json()["request_class"])
 
 
 class CustomClient(Client):
     pass
 
 
+@override_settings(ROOT_URLCONF="channel_test_utils.urls")
 class CustomClientTests(SimpleTestCase):
     client_class = CustomClient
 
-    def test_custom_client_is_kept(self):
-        report(type(self.client).__name__)
+    def test_custom_client(self):
+        response = self.client.get("/describe/")
+        report("%s %s" % (type(self.client).__name__, response.json()["request_class"]))
+
+    def test_client_of_its_own(self):
+        response = Client().get("/describe/")
+        report("Client() %s" % response.json()["request_class"])

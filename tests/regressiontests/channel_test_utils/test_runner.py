@@ -6,14 +6,15 @@ import subprocess
 import sys
 import unittest
 
-from django.test import AsyncClient, Client, SimpleTestCase
+from django.test import Client, SimpleTestCase
 
-from django_fork.test import AsyncChannelClient, ChannelClient, ChannelDiscoverRunner
+from django_fork.test import ChannelDiscoverRunner
 from django_fork.test.runner import (
     ChannelRemoteTestRunner,
     restore_clients,
     use_channel_clients,
 )
+from django_fork.test.transport import channel_transport
 
 from . import switched_suite
 from .switched_suite import CustomClient, CustomClientTests, StockTests
@@ -26,24 +27,22 @@ REPO_ROOT = os.path.dirname(
 class UseChannelClientsTests(SimpleTestCase):
     def test_switch_and_restore(self):
         suite = unittest.defaultTestLoader.loadTestsFromModule(switched_suite)
+        self.assertIsNone(channel_transport())
         changed = use_channel_clients(suite)
         try:
-            self.assertIs(StockTests.client_class, ChannelClient)
-            self.assertIs(StockTests.async_client_class, AsyncChannelClient)
+            self.assertEqual(channel_transport(), "default")
+            # The test cases' classes are left alone.
+            self.assertIs(StockTests.client_class, Client)
             self.assertIs(CustomClientTests.client_class, CustomClient)
-            self.assertIs(CustomClientTests.async_client_class, AsyncChannelClient)
-            self.assertEqual(len(changed), 3)
         finally:
             restore_clients(changed)
-        self.assertIs(StockTests.client_class, Client)
-        self.assertIs(StockTests.async_client_class, AsyncClient)
-        self.assertNotIn("client_class", StockTests.__dict__)
+        self.assertIsNone(channel_transport())
 
     def test_parallel_workers_switch_too(self):
         from django.test.runner import ParallelTestSuite
 
         suite = ParallelTestSuite([], 2)
-        use_channel_clients(suite)
+        restore_clients(use_channel_clients(suite))
         self.assertIs(suite.runner_class, ChannelRemoteTestRunner)
 
 
@@ -61,15 +60,26 @@ class ChannelDiscoverRunnerTests(SimpleTestCase):
         return sorted(switched_suite.results)
 
     def test_channels_on(self):
+        """Every client goes over channels: its own class, one a test built."""
         self.assertEqual(
             self.run_suite(channels=True),
-            ["ChannelRequest", "ChannelRequest", "CustomClient"],
+            [
+                "ChannelRequest",
+                "ChannelRequest",
+                "Client() ChannelRequest",
+                "CustomClient ChannelRequest",
+            ],
         )
 
     def test_channels_off(self):
         self.assertEqual(
             self.run_suite(channels=False),
-            ["ASGIRequest", "CustomClient", "WSGIRequest"],
+            [
+                "ASGIRequest",
+                "Client() WSGIRequest",
+                "CustomClient WSGIRequest",
+                "WSGIRequest",
+            ],
         )
 
     def test_no_channels_option(self):
