@@ -10,6 +10,7 @@ from importlib import import_module
 
 __all__ = [
     "AsyncChannelClient",
+    "ChannelAssertions",
     "ChannelClient",
     "ChannelDiscoverRunner",
     "ChannelSimpleTestCase",
@@ -21,6 +22,7 @@ __all__ = [
 
 _MODULES = {
     "AsyncChannelClient": "django_fork.test.client",
+    "ChannelAssertions": "django_fork.test.testcases",
     "ChannelClient": "django_fork.test.client",
     "ChannelDiscoverRunner": "django_fork.test.runner",
     "ChannelSimpleTestCase": "django_fork.test.testcases",

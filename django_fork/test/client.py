@@ -257,12 +257,16 @@ _WIRE_ATTRIBUTES = frozenset(
 )
 
 
+# Responses that HTTP sends without a body (RFC 9110, 6.4.1).
+_NO_BODY_STATUSES = frozenset({*range(100, 200), 204, 304})
+
+
 def check_same_response(response, view_response, method):
     """
     Raise ResponseMismatch unless response, decoded from the reply messages,
     is view_response as HTTP carries it: the same status, every header of
     view_response with its value, and, unless it streamed, the same body
-    (none for HEAD, as servers send it).
+    (none for HEAD, 1xx, 204 and 304, as servers may send them).
     """
     problems = []
     if response.status_code != view_response.status_code:
@@ -276,7 +280,8 @@ def check_same_response(response, view_response, method):
             )
     if not response.streaming and not view_response.streaming:
         body = response.content
-        if body != view_response.content and not (method == "HEAD" and not body):
+        bodiless = method == "HEAD" or response.status_code in _NO_BODY_STATUSES
+        if body != view_response.content and not (bodiless and not body):
             problems.append(
                 "a body of %d bytes, not the %d bytes of the view's response"
                 % (len(body), len(view_response.content))

@@ -22,7 +22,6 @@ ClientHandler.__call__() itself and needs no middleware.
 """
 
 import sys
-import weakref
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -122,14 +121,10 @@ class _HandlerChannelHandler(_ClientChannelHandler):
         return self.client_handler.get_response(request)
 
 
-_channel_handlers = weakref.WeakKeyDictionary()
-
-
 def _exchange_for(handler, layer):
-    channel_handler = _channel_handlers.get(handler)
-    if channel_handler is None:
-        channel_handler = _channel_handlers[handler] = _HandlerChannelHandler(handler)
-    return _ExchangeMixin(handler.enforce_csrf_checks, layer=layer), channel_handler
+    # Cheap to build: it loads no middleware of its own.
+    exchange = _ExchangeMixin(handler.enforce_csrf_checks, layer=layer)
+    return exchange, _HandlerChannelHandler(handler)
 
 
 def serve_environ(handler, environ, body, layer):

@@ -167,6 +167,8 @@ class CheckSameResponseTests(TestCase):
         check_same_response(response, view_response, "HEAD")
         with self.assertRaises(ResponseMismatch):
             check_same_response(response, view_response, "GET")
+        view_response.status_code = response.status_code = 304
+        check_same_response(response, view_response, "GET")
 
 
 class SettingTests(TestCase):
