@@ -114,12 +114,27 @@ _KEEPALIVE = {
     if option is not None
 }
 
-# redis-py 6 replaced lib_name/lib_version with driver_info; both turn off
-# the CLIENT SETINFO round trips on connect.
-if "driver_info" in inspect.signature(redis.asyncio.Connection.__init__).parameters:
-    _NO_SETINFO = {"driver_info": None}
-else:  # pragma: no cover
-    _NO_SETINFO = {"lib_name": None, "lib_version": None}
+
+def _no_setinfo(connection_class):
+    """
+    Return the connection options that turn off the CLIENT SETINFO round
+    trips on connect: driver_info since redis-py 6, lib_name/lib_version
+    before (deprecated since). redis-py 8.1 declares driver_info on
+    AbstractConnection; Connection.__init__ only passes **kwargs on.
+    """
+    for cls in connection_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters
+        if "driver_info" in parameters:
+            return {"driver_info": None}
+        if "lib_name" in parameters:
+            return {"lib_name": None, "lib_version": None}
+    return {}
+
+
+_NO_SETINFO = _no_setinfo(redis.asyncio.Connection)
 
 
 # Lua. Every script starts with _LIB; ARGV[1] is always the key prefix.
@@ -154,14 +169,23 @@ local function count(name, field, n, now)
     redis.call('HSET', stats, 't' .. b, ms(sec), 's' .. b, 0, 'r' .. b, 0)
     redis.call('PEXPIRE', stats, @stats_ttl@)
     redis.call('ZADD', prefix .. ':k', now, name)
+    redis.call('PEXPIRE', prefix .. ':k', @stats_ttl@)
   end
   redis.call('HINCRBY', stats, field .. b, n)
 end
 
+-- Lower the depth counter of a single-reader channel by n.
+local function lower(counter, n)
+  if redis.call('DECRBY', counter, n) <= 0 then
+    redis.call('DEL', counter)
+  end
+end
+
 -- Drop the expired messages at the head of a list (at most 1000 per call),
 -- to make room in a full channel; receivers skip expired messages anyway.
--- In a process-specific list, also lower the depth of their channels.
-local function trim(key, now, expiry, depths)
+-- In a process-specific list, also lower the depth of their channels (hash
+-- depths); in a single-reader list, its depth counter.
+local function trim(key, now, expiry, depths, counter)
   for i = 1, 1000 do
     local head = redis.call('LINDEX', key, 0)
     if not head then return end
@@ -174,6 +198,8 @@ local function trim(key, now, expiry, depths)
       if redis.call('HINCRBY', depths, channel, -1) <= 0 then
         redis.call('HDEL', depths, channel)
       end
+    elseif counter then
+      lower(counter, 1)
     end
   end
 end
@@ -181,6 +207,12 @@ end
 -- Put body on channel; return 1, or 0 when the channel is full. kind is
 -- 'c' (list), 'p' (process-specific list) or 'q' (at-least-once stream).
 -- With counted false, the caller counts the message in the stats.
+--
+-- The owner of a process-specific or single-reader channel pops its
+-- messages ahead of its receive() calls; their depth (hash P:n:<name!>,
+-- counter P:n:<channel?>) counts a message from its send until the owner
+-- hands it to a receive() or drops it, so the capacity holds for what the
+-- owner keeps in its process too.
 local function push(kind, channel, body, capacity, expiry, now, hold, counted)
   local name = channel
   local mark = string.find(channel, '?', 1, true)
@@ -190,24 +222,10 @@ local function push(kind, channel, body, capacity, expiry, now, hold, counted)
     local key = prefix .. ':p:' .. name
     local depths = prefix .. ':n:' .. name
     if tonumber(redis.call('HGET', depths, channel) or 0) >= capacity then
-      trim(key, now, expiry, depths)
+      trim(key, now, expiry, depths, nil)
       if tonumber(redis.call('HGET', depths, channel) or 0) >= capacity then
-        -- Receivers lower the depth in batches, after the fact: a channel
-        -- that turned over its capacity since may only look full. Count
-        -- its messages in the list before refusing one.
-        local real = 0
-        local needle = ':' .. channel .. ':'
-        for _, element in ipairs(redis.call('LRANGE', key, 0, -1)) do
-          local colon = string.find(element, ':', 1, true)
-          if string.sub(element, colon, colon + #needle - 1) == needle then
-            real = real + 1
-          end
-        end
-        redis.call('HSET', depths, channel, real)
-        if real >= capacity then
-          if counted then count(name, 'f', 1, now) end
-          return 0
-        end
+        if counted then count(name, 'f', 1, now) end
+        return 0
       end
     end
     redis.call('RPUSH', key, ms(now) .. ':' .. channel .. ':' .. body)
@@ -230,10 +248,24 @@ local function push(kind, channel, body, capacity, expiry, now, hold, counted)
     end
     redis.call('XADD', key, '*', 'm', body)
     redis.call('PEXPIRE', key, expiry + hold)
+  elseif mark then
+    local key = prefix .. ':c:' .. channel
+    local counter = prefix .. ':n:' .. channel
+    if tonumber(redis.call('GET', counter) or 0) >= capacity then
+      trim(key, now, expiry, nil, counter)
+      if tonumber(redis.call('GET', counter) or 0) >= capacity then
+        if counted then count(name, 'f', 1, now) end
+        return 0
+      end
+    end
+    redis.call('RPUSH', key, ms(now) .. ':' .. body)
+    redis.call('INCR', counter)
+    redis.call('PEXPIRE', key, expiry)
+    redis.call('PEXPIRE', counter, expiry)
   else
     local key = prefix .. ':c:' .. channel
     if redis.call('LLEN', key) >= capacity then
-      trim(key, now, expiry, nil)
+      trim(key, now, expiry, nil, nil)
       if redis.call('LLEN', key) >= capacity then
         if counted then count(name, 'f', 1, now) end
         return 0
@@ -287,7 +319,8 @@ return 1
 
 # ARGV: prefix, then records: 's' / 'r' / 'f', name, n (n sent, received,
 # refused as full) | 'd', name!, channel, n (n fewer waiting on a
-# process-specific channel) | 'c', name, consumer (consumer seen).
+# process-specific channel) | 'e', channel, n (n fewer waiting on a
+# single-reader channel) | 'c', name, consumer (consumer seen).
 _BOOK = """
 local now = now_ms()
 local i = 2
@@ -303,6 +336,9 @@ while i <= #ARGV do
       redis.call('HDEL', depths, ARGV[i + 2])
     end
     i = i + 4
+  elseif tag == 'e' then
+    lower(prefix .. ':n:' .. ARGV[i + 1], tonumber(ARGV[i + 2]))
+    i = i + 3
   else
     local seen = prefix .. ':u:' .. ARGV[i + 1]
     redis.call('ZADD', seen, now, ARGV[i + 2])
@@ -417,12 +453,19 @@ _LUA_CONSTANTS = {
 }
 
 
-# ARGV: prefix, delay ms, id, kind, capacity, channel, body. Keep the message
+# ARGV: prefix, delay ms, id, kind, capacity, channel, body, expiry ms. Keep
+# the message
 # in the zset P:d, scored by when it is due.
 _DELAY = """
+local key = prefix .. ':d'
 local due = now_ms() + tonumber(ARGV[2])
-redis.call('ZADD', prefix .. ':d', due,
+redis.call('ZADD', key, due,
            table.concat({ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}, ':'))
+-- Kept until the last one is due and has had its expiry to find room.
+local keep = tonumber(ARGV[2]) + tonumber(ARGV[8])
+if redis.call('PTTL', key) < keep then
+  redis.call('PEXPIRE', key, keep)
+end
 return 1
 """
 
@@ -444,6 +487,9 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now,
     redis.call('ZREM', key, member)
   else
     redis.call('ZADD', key, now + @retry@, member)
+    if redis.call('PTTL', key) < tonumber(ARGV[2]) then
+      redis.call('PEXPIRE', key, ARGV[2])
+    end
   end
 end
 local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -747,9 +793,9 @@ class _Waiter:
 class _Item:
     """A popped message waiting in this process for a receive()."""
 
-    __slots__ = ("message", "deadline", "token", "shard", "raw", "since")
+    __slots__ = ("message", "deadline", "token", "shard", "raw", "since", "depth")
 
-    def __init__(self, message, deadline, token=None, shard=None, raw=None):
+    def __init__(self, message, deadline, token=None, shard=None, raw=None, depth=None):
         self.message = message
         self.deadline = deadline
         # (shard, stream key, entry id) of an at-least-once message.
@@ -758,6 +804,9 @@ class _Item:
         self.shard = shard
         self.raw = raw
         self.since = time.monotonic()
+        # The key of the depth to lower once the message is handed out or
+        # dropped (a process-specific or single-reader channel's).
+        self.depth = depth
 
 
 def _cancelling():
@@ -1592,6 +1641,19 @@ class RedisChannelLayer(BaseChannelLayer):
             )
         key = self._c_prefix + channel.encode()
         element = stamp + body
+        if "?" in channel:
+            counter = self._n_prefix + channel.encode()
+            return (
+                key,
+                element,
+                1,
+                [
+                    ("RPUSH", key, element),
+                    ("INCR", counter),
+                    ("PEXPIRE", key, expiry),
+                    ("PEXPIRE", counter, expiry),
+                ],
+            )
         return key, element, 0, [("RPUSH", key, element), ("PEXPIRE", key, expiry)]
 
     def _take_back(self, args, key, element):
@@ -1601,6 +1663,8 @@ class RedisChannelLayer(BaseChannelLayer):
         if kind == b"p":
             name = channel[: channel.index("!") + 1].encode()
             undo.append(("HINCRBY", self._n_prefix + name, channel, -1))
+        elif "?" in channel:
+            undo.append(("DECR", self._n_prefix + channel.encode()))
         return undo
 
     async def _send_large(self, link, shard, args):
@@ -1711,6 +1775,8 @@ class RedisChannelLayer(BaseChannelLayer):
         for channel in channels:
             if channel not in info:
                 self._channel_info(channel)
+            if "!" in channel:
+                self.validate_owner(channel)
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
@@ -1720,8 +1786,11 @@ class RedisChannelLayer(BaseChannelLayer):
             if found is None:
                 waiter = _Waiter(channels, loop)
                 pumps = self._register(waiter, state)
+        if self._book_depths and not state.flush_scheduled:
+            # Expired messages of this process's channels were dropped.
+            self._schedule_flush(state)
         if found is not None:
-            return self._hand_out(*found)
+            return self._hand_out(*found, state)
         for pump in pumps:
             pump.kick()
         self._note_consumer(channels, state)
@@ -1740,7 +1809,7 @@ class RedisChannelLayer(BaseChannelLayer):
             for pump in stale:
                 pump.wake()
             raise
-        return self._hand_out(*waiter.result)
+        return self._hand_out(*waiter.result, state)
 
     def receive_sync(self, channel):
         return self.receive_any_sync([channel])[1]
@@ -1779,6 +1848,8 @@ class RedisChannelLayer(BaseChannelLayer):
                     if not items:
                         del self._buffer[channel]
                     return channel, item
+                if item.depth is not None:
+                    self._book_depths[item.depth] += 1
             if items is not None:
                 del self._buffer[channel]
         return None
@@ -1846,7 +1917,7 @@ class RedisChannelLayer(BaseChannelLayer):
     def _owned(self, key):
         return key.startswith(self._p_prefix_str) or "?" in key
 
-    def _hand_out(self, channel, item):
+    def _hand_out(self, channel, item, state):
         if item.token is not None:
             with self._lock:
                 self._unacked[id(item.message)] = (
@@ -1854,6 +1925,16 @@ class RedisChannelLayer(BaseChannelLayer):
                     item.token,
                     time.monotonic() + self.visibility_timeout,
                 )
+        elif item.depth is not None:
+            with self._lock:
+                self._book_depths[item.depth] += 1
+                pending = self._book_depths[item.depth]
+            if pending * 2 >= self.get_capacity(channel):
+                # A channel that turns over half its capacity before the
+                # bookkeeping is written would look full: write it now.
+                state.spawn(self._flush_async(state))
+            elif not state.flush_scheduled:
+                self._schedule_flush(state)
         return channel, item.message
 
     def _note_consumer(self, channels, state):
@@ -1894,27 +1975,34 @@ class RedisChannelLayer(BaseChannelLayer):
             channel = channel.decode()
             name = key[len(self._p_prefix) :].decode()
             raw = None
-            with self._lock:
-                self._book_depths[shard.name, name, channel] += 1
-                self._book_received[shard.name, name] += 1
+            depth = (shard.name, name, channel)
         else:
             channel = key[len(self._c_prefix) :].decode()
             name = stats_name(channel)
             body = rest
             raw = element
-            with self._lock:
-                self._book_received[shard.name, name] += 1
+            depth = (shard.name, None, channel) if "?" in channel else None
+        with self._lock:
+            self._book_received[shard.name, name] += 1
         if not pump.state.flush_scheduled:
             self._schedule_flush(pump.state)
         remaining = int(sent) + self.expiry_ms - shard.server_ms()
-        if remaining <= 0:
+        message = None
+        if remaining > 0:
+            try:
+                message = self.serializer.loads(body)
+            except DecodeError as e:
+                logger.error(
+                    "Dropped a message on %s that cannot be read: %s", channel, e
+                )
+        if message is None:
+            if depth is not None:
+                with self._lock:
+                    self._book_depths[depth] += 1
             return
-        try:
-            message = self.serializer.loads(body)
-        except DecodeError as e:
-            logger.error("Dropped a message on %s that cannot be read: %s", channel, e)
-            return
-        item = _Item(message, time.monotonic() + remaining / 1000, None, shard, raw)
+        item = _Item(
+            message, time.monotonic() + remaining / 1000, None, shard, raw, depth
+        )
         self._deliver(channel, item, pump.state)
 
     def _on_entry(self, pump, key, entry_id, fields):
@@ -1983,10 +2071,18 @@ class RedisChannelLayer(BaseChannelLayer):
         with self._lock:
             for channel, items in list(self._buffer.items()):
                 keep = collections.deque()
+                # Once one goes back, the newer ones go too: a message left
+                # here would come out before it.
+                going = False
                 for item in items:
                     if item.deadline <= now:
+                        if item.depth is not None:
+                            self._book_depths[item.depth] += 1
                         continue
-                    if item.raw is not None and now - item.since >= older_than:
+                    if item.raw is not None and (
+                        going or now - item.since >= older_than
+                    ):
+                        going = True
                         returned.append((channel, item))
                     else:
                         keep.append(item)
@@ -1995,18 +2091,38 @@ class RedisChannelLayer(BaseChannelLayer):
                     self._buffer[channel] = keep
                 else:
                     del self._buffer[channel]
-        # The oldest first, each to the head: the order is kept.
-        for channel, item in reversed(returned):
+        # Each channel's in one LPUSH, the newest first: the order is kept
+        # even if a pump pops the head again at once. A message put back
+        # keeps its place in its channel's depth.
+        by_channel = {}
+        for channel, item in returned:
+            by_channel.setdefault((channel, item.shard), []).append(item)
+        for (channel, shard), items in by_channel.items():
             key = "%s:c:%s" % (self.prefix, channel)
+            commands = [
+                ("LPUSH", key, *[item.raw for item in reversed(items)]),
+                ("PEXPIRE", key, self.expiry_ms),
+            ]
+            if items[0].depth is not None:
+                counter = "%s:n:%s" % (self.prefix, channel)
+                commands.append(("PEXPIRE", counter, self.expiry_ms))
             try:
                 await state.command(
-                    item.shard,
-                    lambda link: link.call("LPUSH", key, item.raw),
+                    shard, lambda link, commands=commands: link.pipeline(*commands)
                 )
             except _CONNECTION_ERRORS as e:
-                logger.warning("Lost a message of %s putting it back: %s", channel, e)
+                logger.warning(
+                    "Lost %d messages of %s putting them back: %s",
+                    len(items),
+                    channel,
+                    e,
+                )
         if left:
             self._schedule_sweep(state)
+        with self._lock:
+            dropped = bool(self._book_depths)
+        if dropped:
+            self._schedule_flush(state)
 
     # Bookkeeping.
 
@@ -2027,7 +2143,10 @@ class RedisChannelLayer(BaseChannelLayer):
         for (shard, name), n in received.items():
             per_shard[shard] += ["r", name, n]
         for (shard, name, channel), n in depths.items():
-            per_shard[shard] += ["d", name, channel, n]
+            if name is None:
+                per_shard[shard] += ["e", channel, n]
+            else:
+                per_shard[shard] += ["d", name, channel, n]
         for shard, name, consumer in seen:
             per_shard[shard] += ["c", name, consumer]
         return per_shard
@@ -2313,6 +2432,7 @@ class RedisChannelLayer(BaseChannelLayer):
             capacity,
             channel,
             body,
+            self._expiry_arg,
         ]
         # The home shard: where the channel's messages go, and its capacity
         # holds.
@@ -2504,6 +2624,20 @@ class RedisChannelLayer(BaseChannelLayer):
         loop = asyncio.get_running_loop()
         with self._lock:
             states = list(self._states.values())
+        with self._lock:
+            # What this process held of its process-specific channels goes
+            # with it.
+            for channel, items in list(self._buffer.items()):
+                for item in items:
+                    if item.raw is None and item.depth is not None:
+                        self._book_depths[item.depth] += 1
+                kept = collections.deque(
+                    item for item in items if item.raw is not None or not item.depth
+                )
+                if kept:
+                    self._buffer[channel] = kept
+                else:
+                    del self._buffer[channel]
         try:
             await self._flush_async()
         except Exception as e:  # pragma: no cover

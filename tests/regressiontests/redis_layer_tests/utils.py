@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import redis
 from django.test import SimpleTestCase
@@ -37,6 +38,13 @@ class RedisServersMixin:
 
     def setUp(self):
         super().setUp()
+        # Every warning is an error in the Redis tests: a deprecation in
+        # redis-py shows here, not in production logs.
+        self.enterContext(warnings.catch_warnings())
+        warnings.simplefilter("error")
+        # Python's default for ResourceWarning (ignore): it is raised in
+        # __del__, where it cannot fail a test, only clutter its output.
+        warnings.simplefilter("ignore", ResourceWarning)
         for server in self.redis_servers:
             server.start()
             client = redis.Redis.from_url(server.url)
