@@ -390,7 +390,7 @@ PATCHES = [
         run in separate processes on it under uvicorn, Daphne and Hypercorn.
         """,
         files=[
-            "django_fork/channels/layers/redis.py",
+            "django_fork/channels/layers/redis/*",
             "django_fork/channels/layers/serializers.py",
             "django_fork/channels/layers/sharding.py",
             "django_fork/test/redis.py",
@@ -680,7 +680,7 @@ ADAPTATIONS = [
     ),
     # Names that are the overlay's own.
     Adapt(
-        "django_fork/channels/layers/redis.py",
+        "django_fork/channels/layers/redis/layer.py",
         '"django_fork"',
         '"django"',
         "the default prefix of Redis keys",

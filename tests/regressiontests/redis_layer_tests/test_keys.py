@@ -8,7 +8,7 @@ import redis.asyncio
 from django.test import SimpleTestCase
 
 from django_fork.channels.exceptions import ChannelFull
-from django_fork.channels.layers.redis import _no_setinfo
+from django_fork.channels.layers.redis.connection import _no_setinfo
 
 from .utils import RedisTestCase
 
