@@ -385,7 +385,8 @@ PATCHES = [
         subject="Added the Redis channel layer.",
         body="""
         RedisChannelLayer carries messages between processes and machines on
-        one Redis server or shards them over several. It passes the same
+        one Redis server or shards them over several, each a plain server or
+        a service behind Redis Sentinel. It passes the same
         contract tests as the in-memory layer, and the interface and workers
         run in separate processes on it under uvicorn, Daphne and Hypercorn.
         """,

@@ -24,6 +24,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from .sentinel import SentinelLocation
+
 logger = logging.getLogger("django_fork.channels.layers")
 
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -118,6 +120,10 @@ class Link:
 
     @staticmethod
     async def _run(connection, commands):
+        if not connection.is_connected:
+            # connect(), not the implicit connect of a first command, which
+            # skips the sentinels' lookup of a Sentinel-managed connection.
+            await connection.connect()
         if len(commands) == 1:
             await connection.send_command(*commands[0])
             return [await connection.read_response()]
@@ -144,6 +150,9 @@ class Link:
         self.idle.clear()
         if self._client is not None:
             await self._client.aclose()
+        sentinels = getattr(self.factory, "sentinel_manager", None)
+        if sentinels is not None:
+            await sentinels.aclose()
 
 
 def script_on(call, script, args):
@@ -171,12 +180,32 @@ def shard_name(url):
     return "%s:%s/%s" % (parts.hostname or "localhost", parts.port or 6379, db)
 
 
-class Shard:
-    """One Redis server: its address, its sync client and its health."""
+def parse_location(entry):
+    """
+    Return (shard name, location) for a LOCATION entry: a Redis URL (the
+    location is the URL), or a Sentinel URL or dict (a SentinelLocation).
+    """
+    if isinstance(entry, dict):
+        location = SentinelLocation(**entry)
+        return location.name, location
+    if not isinstance(entry, str):
+        raise ValueError("A LOCATION entry is a URL or a dict, not %r." % (entry,))
+    if entry.startswith("sentinel://"):
+        location = SentinelLocation.from_url(entry)
+        return location.name, location
+    return shard_name(entry), entry
 
-    def __init__(self, name, url, layer):
+
+class Shard:
+    """
+    One Redis server (or Sentinel service): its address, its sync client
+    and its health.
+    """
+
+    def __init__(self, name, location, layer):
         self.name = name
-        self.url = url
+        # A URL, or a SentinelLocation.
+        self.location = location
         self.layer = layer
         self._sync = None
         self._lock = threading.Lock()
@@ -222,21 +251,23 @@ class Shard:
         if self._sync is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = redis.Redis.from_url(
-                        self.url,
-                        **self.client_kwargs(
-                            self.layer.socket_timeout, Retry(NoBackoff(), 1)
-                        ),
+                    kwargs = self.client_kwargs(
+                        self.layer.socket_timeout, Retry(NoBackoff(), 1)
                     )
+                    if isinstance(self.location, SentinelLocation):
+                        self._sync = self.location.sync_client(**kwargs)
+                    else:
+                        self._sync = redis.Redis.from_url(self.location, **kwargs)
         return self._sync
 
     def connection_pool(self):
         # No socket_timeout: redis-py would arm a timer around every read
         # and write, which costs a tenth of a round trip. Commands are timed
         # by LoopState.command() instead, blocking calls by TCP keepalive.
-        return redis.asyncio.ConnectionPool.from_url(
-            self.url, **self.client_kwargs(None, AsyncRetry(NoBackoff(), 1))
-        )
+        kwargs = self.client_kwargs(None, AsyncRetry(NoBackoff(), 1))
+        if isinstance(self.location, SentinelLocation):
+            return self.location.connection_pool(**kwargs)
+        return redis.asyncio.ConnectionPool.from_url(self.location, **kwargs)
 
     def sync_call(self, *args):
         return self.sync_pipeline(args)[0]
@@ -265,6 +296,9 @@ class Shard:
 
     @staticmethod
     def _run_sync(connection, commands):
+        if not connection.is_connected:
+            # As in Link._run().
+            connection.connect()
         if len(commands) == 1:
             connection.send_command(*commands[0])
             return [connection.read_response()]

@@ -19,7 +19,7 @@ from django_fork.channels.layers.serializers import get_serializer
 from django_fork.channels.layers.sharding import HashRing
 from django_fork.channels.names import is_short_lived, new_channel_name, stats_name
 
-from .connection import CONNECTION_ERRORS, Shard, script_on, shard_name
+from .connection import CONNECTION_ERRORS, Shard, parse_location, script_on
 from .delay import DelayMixin
 from .delivery import DeliveryMixin, Waiter
 from .groups import GroupsMixin
@@ -46,7 +46,8 @@ class RedisChannelLayer(
     BaseChannelLayer,
 ):
     """
-    A channel layer on Redis servers (LOCATION: one URL or a list of shards).
+    A channel layer on Redis servers (LOCATION: one shard or a list of them;
+    a shard is a Redis URL, or a Sentinel URL or dict, see sentinel.py).
 
     Options beyond BaseChannelLayer's:
 
@@ -83,8 +84,11 @@ class RedisChannelLayer(
         **options,
     ):
         super().__init__(location=location, **options)
-        urls = [location] if isinstance(location, str) else list(location or ())
-        if not urls:
+        if isinstance(location, (str, dict)):
+            entries = [location]
+        else:
+            entries = list(location or ())
+        if not entries:
             raise ValueError("RedisChannelLayer needs at least one Redis URL.")
         if not prefix or any(c in prefix for c in "*?[]\\:"):
             raise ValueError("The prefix %r may not be empty or use *?[]\\:." % prefix)
@@ -103,13 +107,13 @@ class RedisChannelLayer(
         self.hold_ms = int(visibility_timeout * 1000)
         self.stream_ttl_ms = self.expiry_ms + self.hold_ms
         self.shards = {}
-        for url in urls:
-            name = shard_name(url)
+        for entry in entries:
+            name, address = parse_location(entry)
             if name in self.shards:
                 raise ValueError("Redis server %s is listed twice." % name)
-            self.shards[name] = Shard(name, url, self)
+            self.shards[name] = Shard(name, address, self)
         self.ring = HashRing(self.shards)
-        self._single = next(iter(self.shards.values())) if len(urls) == 1 else None
+        self._single = next(iter(self.shards.values())) if len(entries) == 1 else None
         self._lock = threading.Lock()
         self._states = {}
         # channel -> deque of Waiter; channel -> deque of Item.
@@ -450,8 +454,19 @@ class RedisChannelLayer(
 
     # Names.
 
+    async def new_channel(self, prefix="specific"):
+        return self.new_channel_sync(prefix)
+
     def new_channel_sync(self, prefix="specific"):
-        return new_channel_name(prefix, self.client_prefix)
+        name = new_channel_name(prefix, self.client_prefix)
+        if self._single is None and prefix.endswith("?"):
+            # A single-reader channel lives whole on its name's shard: while
+            # a shard is known to be down, pick a name that lands elsewhere.
+            for _ in range(8):
+                if self._home(name).down_since is None:
+                    break
+                name = new_channel_name(prefix, self.client_prefix)
+        return name
 
     # Close.
 

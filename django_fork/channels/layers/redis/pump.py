@@ -81,6 +81,9 @@ class Pump:
 
     async def call(self, *args):
         """Run a command on the pump's own connection."""
+        if not self.connection.is_connected:
+            # As in Link._run().
+            await self.connection.connect()
         await self.connection.send_command(*args)
         return await self.connection.read_response()
 
