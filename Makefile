@@ -45,6 +45,8 @@ help:
 	@echo "            the channel path; reports in benchmarks/results/"
 	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it)"
 	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2')"
+	@echo "  chaos-redis  Sentinel failover and shard-kill drills of the Redis"
+	@echo "            layer (CHAOS_REDIS_ARGS='--drills 1')"
 	@echo
 	@echo "Example: make test ARGS='layers_tests -v 2'"
 
@@ -111,9 +113,10 @@ clean:
 # from benchmarks/requirements.txt.
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
+CHAOS_REDIS_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: bench chaos bench-tools
+.PHONY: bench chaos chaos-redis bench-tools
 
 $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 	$(VENV_PYTHON) -m pip install -r benchmarks/requirements.txt
@@ -133,3 +136,6 @@ bench: $(BENCH_STAMP) bench-tools
 
 chaos: $(BENCH_STAMP) bench-tools
 	$(VENV_PYTHON) benchmarks/chaos.py $(CHAOS_ARGS)
+
+chaos-redis: $(BENCH_STAMP) bench-tools
+	$(VENV_PYTHON) benchmarks/chaos_redis.py $(CHAOS_REDIS_ARGS)

@@ -4,6 +4,7 @@ Compare send+receive on Redis: django_fork's RedisChannelLayer, channels_redis
 on one private redis-server.
 
     python benchmarks/redis_layer.py [--pairs 5000] [--seconds 3] [--rounds 3]
+                                     [--baseline PATH]
 
 Needs redis-server on PATH, redis[hiredis] and msgpack; channels_redis is
 measured when it is installed (pip install "channels-redis==4.3.0").
@@ -18,11 +19,17 @@ Two measures, each repeated --rounds times with the contenders interleaved
 
 Ratios are against the raw redis-py pair (latency: lower is better;
 throughput: higher is better).
+
+--baseline PATH measures another version of the layer in the same run, for
+a before/after comparison on a shared machine: PATH is its redis.py module
+or its redis/ package (e.g. from `git archive <commit>`), loaded under the
+name baseline_redis on top of this tree's django_fork.
 """
 
 import argparse
 import asyncio
 import datetime
+import importlib.util
 import os
 import platform
 import statistics
@@ -84,7 +91,24 @@ class Layer:
         await close()
 
 
-def contenders(url):
+def load_baseline(path):
+    """Return the RedisChannelLayer class of the module or package at path."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        spec = importlib.util.spec_from_file_location(
+            "baseline_redis",
+            os.path.join(path, "__init__.py"),
+            submodule_search_locations=[path],
+        )
+    else:
+        spec = importlib.util.spec_from_file_location("baseline_redis", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_redis"] = module
+    spec.loader.exec_module(module)
+    return module.RedisChannelLayer
+
+
+def contenders(url, baseline=None):
     yield lambda: Raw(url)
     # A generous socket_timeout: on a busy machine a stall of a few seconds
     # must not end the run.
@@ -92,6 +116,11 @@ def contenders(url):
         RedisChannelLayer(url, capacity=10000, socket_timeout=60),
         "django_fork RedisChannelLayer",
     )
+    if baseline is not None:
+        yield lambda: Layer(
+            baseline(url, capacity=10000, socket_timeout=60),
+            "baseline RedisChannelLayer",
+        )
     try:
         from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
     except ImportError:
@@ -149,9 +178,10 @@ def run(args):
     flush = redis.Redis.from_url(server.url)
     try:
         results = {}
+        baseline = load_baseline(args.baseline) if args.baseline else None
         for workload, reply in [("ordinary channel", False), ("reply channel", True)]:
             for _ in range(args.rounds):
-                for factory in contenders(server.url):
+                for factory in contenders(server.url, baseline):
                     flush.flushall()
                     name, figures = asyncio.run(measure(factory, args, reply))
                     if figures is not None:
@@ -260,6 +290,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", help="also write the report to this file")
+    parser.add_argument(
+        "--baseline", help="another version's redis.py or redis/ to measure too"
+    )
     args = parser.parse_args()
     report = header(args) + "\n\n" + table(run(args)) + "\n"
     print(report)

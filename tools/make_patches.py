@@ -408,12 +408,13 @@ PATCHES = [
         subject="Added the Redis channel layer.",
         body="""
         RedisChannelLayer carries messages between processes and machines on
-        one Redis server or shards them over several. It passes the same
+        one Redis server or shards them over several, each a plain server or
+        a service behind Redis Sentinel. It passes the same
         contract tests as the in-memory layer, and the interface and workers
         run in separate processes on it under uvicorn, Daphne and Hypercorn.
         """,
         files=[
-            "django_fork/channels/layers/redis.py",
+            "django_fork/channels/layers/redis/*",
             "django_fork/channels/layers/serializers.py",
             "django_fork/channels/layers/sharding.py",
             "django_fork/test/redis.py",
@@ -722,7 +723,7 @@ ADAPTATIONS = [
     ),
     # Names that are the overlay's own.
     Adapt(
-        "django_fork/channels/layers/redis.py",
+        "django_fork/channels/layers/redis/layer.py",
         '"django_fork"',
         '"django"',
         "the default prefix of Redis keys",

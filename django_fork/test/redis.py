@@ -7,6 +7,10 @@ and restart it on the same port. Servers still running when the interpreter
 exits are stopped; on Linux, a server also dies with the process that
 started it, however that process ends.
 
+RedisSentinel starts a sentinel (redis-server --sentinel) that monitors a
+RedisServer, and SentinelGroup a primary, its replicas and the sentinels
+that watch them, for the tests and drills of failover.
+
 Tests that need Redis call require_redis() (e.g. in setUpClass): it raises
 unittest.SkipTest when redis-server is not installed, except under CI
 (CI=true), where a missing Redis is an error, not a reason to skip.
@@ -26,7 +30,14 @@ import time
 import unittest
 import weakref
 
-__all__ = ["RedisServer", "RedisUnavailable", "redis_server_path", "require_redis"]
+__all__ = [
+    "RedisSentinel",
+    "RedisServer",
+    "RedisUnavailable",
+    "SentinelGroup",
+    "redis_server_path",
+    "require_redis",
+]
 
 _RESERVED_PORTS = {6379}
 _servers = weakref.WeakSet()
@@ -78,9 +89,11 @@ def _free_port():
 class RedisServer:
     """A redis-server process of a test's own."""
 
-    def __init__(self, port=None, startup_timeout=10):
+    def __init__(self, port=None, startup_timeout=10, replica_of=None):
         self.port = port
         self.startup_timeout = startup_timeout
+        # The RedisServer this one replicates, if any.
+        self.replica_of = replica_of
         self.process = None
         self.directory = None
 
@@ -114,17 +127,7 @@ class RedisServer:
             if self.port in _RESERVED_PORTS:
                 raise ValueError("Tests never use port %d." % self.port)
             log = open(os.path.join(self.directory, "redis.log"), "ab")
-            options = {
-                "port": str(self.port),
-                "bind": "127.0.0.1",
-                "save": "",
-                "appendonly": "no",
-                "dir": self.directory,
-                "daemonize": "no",
-            }
-            command = [path]
-            for name, value in options.items():
-                command += ["--" + name, value]
+            command = self.command(path)
             # The death signal follows the thread that forks: only tie the
             # server to the main thread, which lives as long as the process.
             tie = (
@@ -150,6 +153,23 @@ class RedisServer:
             "redis-server did not start on port %s; see %s."
             % (self.port, os.path.join(self.directory, "redis.log"))
         )
+
+    def command(self, path):
+        """Return the command line that starts the server."""
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "save": "",
+            "appendonly": "no",
+            "dir": self.directory,
+            "daemonize": "no",
+        }
+        command = [path]
+        for name, value in options.items():
+            command += ["--" + name, value]
+        if self.replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
+        return command
 
     def _wait_ready(self):
         import redis
@@ -208,6 +228,163 @@ class RedisServer:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.cleanup()
+
+
+class RedisSentinel(RedisServer):
+    """
+    A sentinel of a test's own, monitoring the service `service` whose
+    primary is the RedisServer `primary` (quorum of 2 by default).
+    """
+
+    def __init__(
+        self,
+        primary,
+        service="mymaster",
+        quorum=2,
+        down_after_ms=1000,
+        failover_timeout_ms=3000,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.primary = primary
+        self.service = service
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+
+    @property
+    def address(self):
+        return ("127.0.0.1", self.port)
+
+    def command(self, path):
+        # A sentinel rewrites its configuration file: one per start.
+        config = os.path.join(self.directory, "sentinel-%d.conf" % self.port)
+        service = self.service
+        with open(config, "w") as f:
+            f.write(
+                "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
+                "sentinel monitor %s 127.0.0.1 %d %d\n"
+                "sentinel down-after-milliseconds %s %d\n"
+                "sentinel failover-timeout %s %d\n"
+                "sentinel parallel-syncs %s 1\n"
+                % (
+                    self.port,
+                    self.directory,
+                    service,
+                    self.primary.port,
+                    self.quorum,
+                    service,
+                    self.down_after_ms,
+                    service,
+                    self.failover_timeout_ms,
+                    service,
+                )
+            )
+        return [path, config, "--sentinel"]
+
+
+class SentinelGroup:
+    """
+    A primary, `replicas` replicas and `sentinels` sentinels watching them,
+    all on free loopback ports; location is the layer's LOCATION entry.
+    """
+
+    def __init__(self, replicas=1, sentinels=3, service="mymaster", **options):
+        self.service = service
+        self.primary = RedisServer()
+        self.replicas = [RedisServer(replica_of=self.primary) for _ in range(replicas)]
+        self.sentinels = [
+            RedisSentinel(self.primary, service=service, **options)
+            for _ in range(sentinels)
+        ]
+
+    @property
+    def servers(self):
+        return [self.primary, *self.replicas]
+
+    @property
+    def location(self):
+        return {
+            "sentinels": [sentinel.address for sentinel in self.sentinels],
+            "service_name": self.service,
+        }
+
+    def start(self):
+        self.primary.start()
+        for replica in self.replicas:
+            replica.start()
+        self.wait_for_replicas()
+        for sentinel in self.sentinels:
+            sentinel.start()
+        self.wait_for_sentinels()
+        return self
+
+    def _client(self, port):
+        import redis
+
+        return redis.Redis(
+            host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1
+        )
+
+    def wait_for_replicas(self, timeout=10):
+        """Wait until every replica has synchronized with the primary."""
+        deadline = time.monotonic() + timeout
+        for replica in self.replicas:
+            client = self._client(replica.port)
+            try:
+                while client.info("replication").get("master_link_status") != "up":
+                    if time.monotonic() > deadline:
+                        raise RedisUnavailable("%r did not synchronize." % replica)
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    def wait_for_sentinels(self, timeout=10):
+        """Wait until every sentinel knows the replicas and the others."""
+        deadline = time.monotonic() + timeout
+        for sentinel in self.sentinels:
+            client = self._client(sentinel.port)
+            try:
+                while True:
+                    state = client.sentinel_master(self.service)
+                    if (
+                        int(state.get("num-slaves", 0)) >= len(self.replicas)
+                        and int(state.get("num-other-sentinels", 0))
+                        >= len(self.sentinels) - 1
+                    ):
+                        break
+                    if time.monotonic() > deadline:
+                        raise RedisUnavailable("%r did not see its peers." % sentinel)
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    def primary_port(self):
+        """Return the port of the primary the sentinels name now."""
+        for sentinel in self.sentinels:
+            if not sentinel.running:
+                continue
+            client = self._client(sentinel.port)
+            try:
+                return int(client.sentinel_get_master_addr_by_name(self.service)[1])
+            except Exception:
+                continue
+            finally:
+                client.close()
+        return None
+
+    def server_on(self, port):
+        return next(server for server in self.servers if server.port == port)
+
+    def cleanup(self):
+        for server in [*self.sentinels, *self.replicas, self.primary]:
+            server.cleanup()
 
     def __enter__(self):
         return self.start()

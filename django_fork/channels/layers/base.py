@@ -13,6 +13,9 @@ Rules every backend keeps (and the contract tests check):
   InvalidMessage at send time, never later at the receiver.
 - Names follow django_fork.channels.names; a bad name raises
   InvalidChannelName.
+- Only its owner receives from a process-specific channel that
+  new_channel("name") made ("name.<client prefix>!..."): a receive on
+  another layer instance's raises ChannelNotOwned and takes nothing.
 - send() raises ChannelFull when the channel holds its capacity of messages;
   it never blocks.
 - A message not received within ``expiry`` seconds is dropped.
@@ -27,7 +30,7 @@ import secrets
 
 from asgiref.sync import async_to_sync
 
-from django_fork.channels.exceptions import InvalidMessage
+from django_fork.channels.exceptions import InvalidChannelName, InvalidMessage
 from django_fork.channels.names import (
     is_short_lived,
     new_channel_name,
@@ -36,6 +39,18 @@ from django_fork.channels.names import (
 )
 
 _SCALARS = (str, bytes, int, float, bool, type(None))
+_HEX = frozenset("0123456789abcdef")
+#: Length of a layer instance's client prefix (secrets.token_hex(6)).
+CLIENT_PREFIX_LENGTH = 12
+
+
+class ChannelNotOwned(InvalidChannelName):
+    """
+    A receive on a process-specific channel of another layer instance: its
+    messages are that instance's, and taking them would lose them.
+    """
+
+    status_code = 500
 
 
 def copy_message(message):
@@ -141,6 +156,26 @@ class BaseChannelLayer:
     # Validation shared by the backends.
 
     validate_channel_name = staticmethod(validate_channel_name)
+
+    def validate_owner(self, channel):
+        """
+        Raise ChannelNotOwned if channel is a process-specific channel that
+        new_channel() of another layer instance made: "name.<client
+        prefix>!..." with a client prefix not this layer's. Prefixes a caller
+        chose ("name!...") are the caller's to read.
+        """
+        bang = channel.find("!")
+        start = bang - CLIENT_PREFIX_LENGTH
+        if start < 1 or channel[start - 1] != ".":
+            return
+        owner = channel[start:bang]
+        if owner != self.client_prefix and _HEX.issuperset(owner):
+            raise ChannelNotOwned(
+                "Channel %r belongs to the layer instance with client prefix %r; "
+                "only its owner may receive from it (this layer's is %r)."
+                % (channel, owner, self.client_prefix)
+            )
+
     validate_group_name = staticmethod(validate_group_name)
     copy_message = staticmethod(copy_message)
 

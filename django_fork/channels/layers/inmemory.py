@@ -233,6 +233,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     async def receive_any(self, channels):
         for channel in channels:
             self.validate_channel_name(channel)
+            self.validate_owner(channel)
         consumer = _consumer_id()
         with self._lock:
             now = time.monotonic()
@@ -255,6 +256,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     def receive_any_sync(self, channels, timeout=None):
         for channel in channels:
             self.validate_channel_name(channel)
+            self.validate_owner(channel)
         consumer = _consumer_id()
         with self._lock:
             found = self._take(channels, consumer, time.monotonic())

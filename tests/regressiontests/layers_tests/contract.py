@@ -14,6 +14,7 @@ from django_fork.channels.exceptions import (
     InvalidChannelName,
     InvalidMessage,
 )
+from django_fork.channels.layers.base import ChannelNotOwned
 
 
 class ChannelLayerContractTests:
@@ -570,6 +571,62 @@ class ChannelLayerContractTests:
         await asyncio.sleep(0.2)
         self.assertEqual((await self.receive(layer, "busy"))["n"], 0)
         self.assertEqual((await self.receive(layer, "busy"))["n"], 1)
+
+    async def test_capacity_holds_after_the_owner_received(self):
+        """
+        The capacity of a process-specific or single-reader channel counts
+        what the owner's process already holds of it, not only what waits
+        in the store (a slow reader's messages do not pile up in its
+        process).
+        """
+        layer = self.layer(capacity=3)
+        for prefix in ["capacity.reply", "capacity.body?"]:
+            with self.subTest(prefix=prefix):
+                channel = await layer.new_channel(prefix)
+                await layer.send(channel, {"type": "t", "n": -1})
+                self.assertEqual((await self.receive(layer, channel))["n"], -1)
+                accepted = []
+                refused = 0
+                for n in range(20):
+                    try:
+                        await layer.send(channel, {"type": "t", "n": n})
+                    except ChannelFull:
+                        refused += 1
+                    else:
+                        accepted.append(n)
+                    await asyncio.sleep(0.01)
+                self.assertEqual((len(accepted), refused), (3, 17))
+                for n in accepted:
+                    self.assertEqual((await self.receive(layer, channel))["n"], n)
+                await self.assertNothing(layer, channel)
+                # Received, the messages make room again.
+                await layer.send(channel, {"type": "t", "n": 20})
+                self.assertEqual((await self.receive(layer, channel))["n"], 20)
+
+    async def test_only_the_owner_receives_process_specific_channels(self):
+        """
+        A receive on another layer instance's process-specific channel is
+        refused, and takes nothing from its owner.
+        """
+        owner, sender = self.layer_pair()
+        other = self.layer()
+        first = await owner.new_channel("owned.reply")
+        second = await owner.new_channel("owned.reply")
+        await sender.send(first, {"type": "t", "n": 1})
+        await sender.send(second, {"type": "t", "n": 2})
+        with self.assertRaisesMessage(ChannelNotOwned, owner.client_prefix):
+            await other.receive(first)
+        with self.assertRaises(ChannelNotOwned):
+            await other.receive_any(["ordinary", second])
+        with self.assertRaises(ChannelNotOwned):
+            await asyncio.to_thread(other.receive_sync, first)
+        self.assertIsInstance(ChannelNotOwned("x"), InvalidChannelName)
+        self.assertEqual((await self.receive(owner, first))["n"], 1)
+        self.assertEqual((await self.receive(owner, second))["n"], 2)
+        # A prefix the caller chose is the caller's to read.
+        chosen = await other.new_channel("chosen!")
+        await other.send(chosen, {"type": "t", "n": 3})
+        self.assertEqual((await self.receive(other, chosen))["n"], 3)
 
     async def test_turnover_beyond_capacity_is_not_full(self):
         """A channel that has passed more than its capacity is not full."""

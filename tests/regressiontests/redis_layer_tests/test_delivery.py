@@ -14,7 +14,7 @@ import redis
 from asgiref.sync import async_to_sync
 from django.test import SimpleTestCase
 
-from django_fork.channels.layers.redis import OWNED_LINGER, RETURN_AFTER
+from django_fork.channels.layers.redis.delivery import OWNED_LINGER, RETURN_AFTER
 
 from .utils import (
     RedisTestCase,

@@ -156,3 +156,31 @@ class OutageTests(RedisTestCase):
             log = f.read()
         self.assertIn("is unreachable", log)
         self.assertIn("is reachable again", log)
+
+
+class ShardOutageTests(RedisTestCase):
+    servers = 3
+
+    async def test_new_streams_avoid_a_shard_that_is_down(self):
+        """
+        Once a send found a shard down, new single-reader channels are
+        named to live on the other shards, and their streams go through.
+        """
+        layer = self.layer()
+        victim = self.redis_servers[0]
+        down = next(
+            shard for shard in layer.shards.values() if str(victim.port) in shard.name
+        )
+        victim.kill()
+        self.addCleanup(victim.start)
+        for _ in range(50):
+            name = await layer.new_channel("stream?")
+            if layer._home(name) is down:
+                break
+        with self.assertRaises(ChannelLayerUnavailable):
+            await layer.send(name, {"type": "t"})
+        for _ in range(20):
+            name = await layer.new_channel("stream?")
+            self.assertIsNot(layer._home(name), down)
+            await layer.send(name, {"type": "t", "n": 1})
+            self.assertEqual((await asyncio.wait_for(layer.receive(name), 5))["n"], 1)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import redis
 from django.test import SimpleTestCase
@@ -35,8 +36,20 @@ class RedisServersMixin:
     def urls(self):
         return [server.url for server in self.redis_servers]
 
+    def warnings_as_errors(self):
+        """
+        Make every warning an error in the Redis tests: a deprecation in
+        redis-py shows here, not in production logs.
+        """
+        self.enterContext(warnings.catch_warnings())
+        warnings.simplefilter("error")
+        # Python's default for ResourceWarning (ignore): it is raised in
+        # __del__, where it cannot fail a test, only clutter its output.
+        warnings.simplefilter("ignore", ResourceWarning)
+
     def setUp(self):
         super().setUp()
+        self.warnings_as_errors()
         for server in self.redis_servers:
             server.start()
             client = redis.Redis.from_url(server.url)
