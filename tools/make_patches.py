@@ -698,6 +698,19 @@ ADAPTATIONS = [
     ),
     Adapt(
         "django_fork/contrib/sessions/channel.py",
+        '''    """
+    The request-like object that django.contrib.auth.get_user() and
+    SessionMiddleware read: a session and, over a socket, no cookies.
+    """
+
+    COOKIES = {}
+''',
+        '''    """The request-like object django.contrib.auth.get_user() expects."""
+''',
+        "only the overlay's save_session() passes it to SessionMiddleware",
+    ),
+    Adapt(
+        "django_fork/contrib/sessions/channel.py",
         "from django.contrib.sessions.middleware import SessionMiddleware",
         "from django.contrib.sessions.middleware import save_session",
         "django.contrib.sessions.middleware defines it in the series",

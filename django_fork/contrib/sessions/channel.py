@@ -42,7 +42,7 @@ from django.contrib.sessions.backends.base import CreateError
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.http.cookie import parse_cookie
 from django.utils.crypto import salted_hmac
 
@@ -86,6 +86,18 @@ def channel_session_key(reply_channel):
     return salted_hmac(KEY_SALT, reply_channel, algorithm="sha256").hexdigest()[:40]
 
 
+class _SessionRequest:
+    """
+    The request-like object that django.contrib.auth.get_user() and
+    SessionMiddleware read: a session and, over a socket, no cookies.
+    """
+
+    COOKIES = {}
+
+    def __init__(self, session):
+        self.session = session
+
+
 def save_session(session):
     """
     Save session if it was modified, or always with SESSION_SAVE_EVERY_REQUEST,
@@ -96,9 +108,9 @@ def save_session(session):
     # to this rule; given a request without a session cookie, it saves the
     # session and sets a cookie (discarded here) exactly when the rule says.
     # The middleware's get_response is never called.
-    request = HttpRequest()
-    request.session = session
-    response = SessionMiddleware(HttpResponse).process_response(request, HttpResponse())
+    response = SessionMiddleware(HttpResponse).process_response(
+        _SessionRequest(session), HttpResponse()
+    )
     return settings.SESSION_COOKIE_NAME in response.cookies
 
 
@@ -154,20 +166,13 @@ def load_http_session(message, channel_session=None):
     return store_class(session_key=session_key)
 
 
-class _SessionHolder:
-    """The request-like object django.contrib.auth.get_user() expects."""
-
-    def __init__(self, session):
-        self.session = session
-
-
 def load_user(session):
     """Return the user of an HTTP session (AnonymousUser without one)."""
     if session is None:
         from django.contrib.auth.models import AnonymousUser
 
         return AnonymousUser()
-    return get_user(_SessionHolder(session))
+    return get_user(_SessionRequest(session))
 
 
 class MessageSessions:
