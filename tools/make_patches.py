@@ -362,6 +362,13 @@ PATCHES = [
         The channel session belongs to one socket and the HTTP session is
         the user's Django session, found from the handshake's cookie; class
         decorators in django.contrib.sessions.channel give consumers either.
+
+        Both are saved at the end of each event by the rule SessionMiddleware
+        applies at the end of a response, factored out of process_response()
+        into save_session() so that the two share it. A channel session lost
+        from the store under its live socket (an evicting cache) closes the
+        socket with 1011 and a logged reason instead of handing the consumer
+        an empty session.
         """,
         files=[
             "django_fork/channels/consumer.py",
@@ -372,7 +379,10 @@ PATCHES = [
         release_note="""
         ``django.channels.consumer.WebsocketConsumer`` handles WebSocket
         events on channel workers, with per-socket channel sessions and the
-        user's HTTP session from ``django.contrib.sessions.channel``.
+        user's HTTP session from ``django.contrib.sessions.channel``, saved at
+        the end of each event as ``SessionMiddleware`` saves at the end of a
+        response (the new ``django.contrib.sessions.middleware.save_session()``
+        holds that rule).
         """,
     ),
     Patch(
@@ -720,6 +730,33 @@ ADAPTATIONS = [
         "check that it behaves exactly as on stock Django and loads no\n"
         "channel code.",
         "the channel path is part of Django",
+    ),
+    # The series factors SessionMiddleware's rule for saving the session into
+    # save_session() (SESSION_MIDDLEWARE_HUNKS); the overlay reaches it
+    # through process_response().
+    DropDef(
+        "django_fork/contrib/sessions/channel.py",
+        "save_session",
+        "django.contrib.sessions.middleware defines it in the series",
+    ),
+    Adapt(
+        "django_fork/contrib/sessions/channel.py",
+        '''    """
+    The request-like object that django.contrib.auth.get_user() and
+    SessionMiddleware read: a session and, over a socket, no cookies.
+    """
+
+    COOKIES = {}
+''',
+        '''    """The request-like object django.contrib.auth.get_user() expects."""
+''',
+        "only the overlay's save_session() passes it to SessionMiddleware",
+    ),
+    Adapt(
+        "django_fork/contrib/sessions/channel.py",
+        "from django.contrib.sessions.middleware import SessionMiddleware",
+        "from django.contrib.sessions.middleware import save_session",
+        "django.contrib.sessions.middleware defines it in the series",
     ),
     # Names that are the overlay's own.
     Adapt(
@@ -2123,6 +2160,97 @@ def edit_test_requirements(repo, step, ctx):
     write(repo, path, "\n".join(lines) + "\n")
 
 
+# SessionMiddleware.process_response()'s rule for saving the session, factored
+# into save_session() for channel messages to share: (Django's text, the
+# branch's). The overlay reaches the same rule through process_response()
+# (django_fork/contrib/sessions/channel.py); ADAPTATIONS swap that for an
+# import of save_session().
+SESSION_MIDDLEWARE = "django/contrib/sessions/middleware.py"
+SESSION_MIDDLEWARE_HUNKS = [
+    (
+        "\n\nclass SessionMiddleware(MiddlewareMixin):\n",
+        '''
+
+def save_session(session):
+    """
+    Save session at the end of a request, or of any other unit of work that
+    used it (such as a channel message), if it was modified or
+    SESSION_SAVE_EVERY_REQUEST is True, unless it is empty. Return whether it
+    was saved.
+    """
+    if session.is_empty() or not (
+        session.modified or settings.SESSION_SAVE_EVERY_REQUEST
+    ):
+        return False
+    try:
+        session.save()
+    except UpdateError:
+        raise SessionInterrupted(
+            "The request's session was deleted before the "
+            "request completed. The user may have logged "
+            "out in a concurrent request, for example."
+        )
+    return True
+
+
+class SessionMiddleware(MiddlewareMixin):
+''',
+    ),
+    ("            modified = request.session.modified\n", ""),
+    (
+        "            if (modified or settings.SESSION_SAVE_EVERY_REQUEST) "
+        "and not empty:\n",
+        "            # Save the session data and refresh the client cookie.\n"
+        "            # Skip session save for 5xx responses.\n"
+        "            if response.status_code < 500 and "
+        "save_session(request.session):\n",
+    ),
+    (
+        """                # Save the session data and refresh the client cookie.
+                # Skip session save for 5xx responses.
+                if response.status_code < 500:
+                    try:
+                        request.session.save()
+                    except UpdateError:
+                        raise SessionInterrupted(
+                            "The request's session was deleted before the "
+                            "request completed. The user may have logged "
+                            "out in a concurrent request, for example."
+                        )
+                    response.set_cookie(
+""",
+        "                response.set_cookie(\n",
+    ),
+]
+
+
+def edit_session_middleware(repo, step, ctx):
+    """
+    Factor SessionMiddleware's saving of the session into save_session(),
+    with the patch that adds the channel sessions.
+    """
+    if step < ctx["owner"]["django_fork/contrib/sessions/channel.py"]:
+        return
+    text = base_text(SESSION_MIDDLEWARE)
+    for old, new in SESSION_MIDDLEWARE_HUNKS:
+        if text.count(old) != 1:
+            raise Error(
+                "%s: the hunk for %r no longer matches; update "
+                "SESSION_MIDDLEWARE_HUNKS" % (SESSION_MIDDLEWARE, old.strip()[:60])
+            )
+        text = text.replace(old, new)
+    # The cookie is set one level up: outdent the rest of the saving block.
+    anchor = "                response.set_cookie(\n"
+    start = text.index(anchor) + len(anchor)
+    end = text.index("        if need_vary_cookie:")
+    block = "".join(
+        line[4:] if line.startswith("    ") else line
+        for line in text[start:end].splitlines(keepends=True)
+    )
+    write(repo, SESSION_MIDDLEWARE, text[:start] + block + text[end:])
+    ctx["formatted"].add(SESSION_MIDDLEWARE)
+
+
 # Run at every step, in this order; each brings its file to the state after
 # that step. The signals receiver comes with patch 1 (the CHANNEL_LAYERS
 # registry), AUTHORS with the first patch too.
@@ -2137,6 +2265,7 @@ EDITS = [
     (1, edit_django_admin_doc),
     (1, edit_doc_indexes),
     (1, edit_test_requirements),
+    (1, edit_session_middleware),
 ]
 
 

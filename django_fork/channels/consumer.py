@@ -14,8 +14,10 @@ worker's event loop.
 """
 
 import json
+import logging
 
 from asgiref.sync import sync_to_async
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.utils.functional import classproperty
 
 __all__ = [
@@ -25,6 +27,11 @@ __all__ = [
     "WebsocketConsumer",
 ]
 
+logger = logging.getLogger("django_fork.channels.consumer")
+
+# The server lost state the socket needs (RFC 6455, section 7.4.1).
+CLOSE_INTERNAL_ERROR = 1011
+
 
 class _ConsumerBase:
     #: Groups the socket joins on connect and leaves on disconnect.
@@ -32,6 +39,8 @@ class _ConsumerBase:
     #: Set by the session decorators of django_fork.contrib.sessions.channel.
     use_channel_session = False
     use_http_session = False
+    #: The event's MessageSessions, when the class asked for sessions.
+    sessions = None
     channel_session = None
     http_session = None
     user = None
@@ -75,28 +84,34 @@ class _ConsumerBase:
 
     def load_sessions(self):
         """Load the sessions the class asked for (see the decorators)."""
-        from django_fork.contrib.sessions import channel as sessions
+        if not (self.use_channel_session or self.use_http_session):
+            return
+        from django_fork.contrib.sessions.channel import MessageSessions
 
-        if self.use_channel_session:
-            self.channel_session = sessions.load_channel_session(self.reply_channel)
-        if self.use_http_session:
-            self.http_session = sessions.load_http_session(
-                self.message, self.channel_session
-            )
-            self.user = sessions.load_user(self.http_session)
+        self.sessions = MessageSessions(
+            self.message, self.use_channel_session, self.use_http_session
+        )
+        self.channel_session = self.sessions.channel_session
+        self.http_session = self.sessions.http_session
+        self.user = self.sessions.user
 
     def save_sessions(self):
-        """Save the channel session; delete it once the socket is gone."""
-        if self.channel_session is None:
-            return
-        if self.message["type"] == "websocket.disconnect":
-            self.channel_session.delete()
-        elif self.channel_session.modified:
-            self.channel_session.save()
-            # Saved once (at accept) is enough: a second save after the
-            # handler would overwrite what later frames, on other workers,
-            # have stored since.
-            self.channel_session.modified = False
+        """Save the sessions, as SessionMiddleware does after a response."""
+        if self.sessions is not None:
+            self.sessions.save()
+
+    def session_interrupted(self, exception):
+        """Log that the socket's session is gone; return whether to close."""
+        event = self.message["type"]
+        closing = event != "websocket.disconnect"
+        logger.warning(
+            "WebSocket to %s%s on %s: %s",
+            self.message["path"],
+            " closed (1011)" if closing else "",
+            event,
+            exception,
+        )
+        return closing
 
 
 class WebsocketConsumer(_ConsumerBase):
@@ -104,9 +119,13 @@ class WebsocketConsumer(_ConsumerBase):
 
     def handle(self):
         """Run the handler of this event's type."""
-        self.load_sessions()
-        getattr(self, self.handler_name())(self.message)
-        self.save_sessions()
+        try:
+            self.load_sessions()
+            getattr(self, self.handler_name())(self.message)
+            self.save_sessions()
+        except SessionInterrupted as e:
+            if self.session_interrupted(e):
+                self.close(CLOSE_INTERNAL_ERROR)
 
     def websocket_connect(self, message):
         for group in self.groups:
@@ -138,8 +157,9 @@ class WebsocketConsumer(_ConsumerBase):
 
     def accept(self, subprotocol=None, headers=None):
         # Frames may arrive at other workers as soon as the client sees the
-        # accept: the channel session must be saved before.
-        self.save_sessions()
+        # accept: the sessions must be saved before.
+        if self.sessions is not None:
+            self.sessions.accept()
         message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:
             message["headers"] = [list(header) for header in headers]
@@ -185,11 +205,15 @@ class AsyncWebsocketConsumer(_ConsumerBase):
 
     async def handle(self):
         sessions = self.use_channel_session or self.use_http_session
-        if sessions:
-            await sync_to_async(self.load_sessions)()
-        await getattr(self, self.handler_name())(self.message)
-        if sessions:
-            await sync_to_async(self.save_sessions)()
+        try:
+            if sessions:
+                await sync_to_async(self.load_sessions)()
+            await getattr(self, self.handler_name())(self.message)
+            if sessions:
+                await sync_to_async(self.save_sessions)()
+        except SessionInterrupted as e:
+            if self.session_interrupted(e):
+                await self.close(CLOSE_INTERNAL_ERROR)
 
     async def websocket_connect(self, message):
         for group in self.groups:
@@ -218,8 +242,8 @@ class AsyncWebsocketConsumer(_ConsumerBase):
         pass
 
     async def accept(self, subprotocol=None, headers=None):
-        if self.channel_session is not None:
-            await sync_to_async(self.save_sessions)()
+        if self.sessions is not None:
+            await sync_to_async(self.sessions.accept)()
         message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:
             message["headers"] = [list(header) for header in headers]

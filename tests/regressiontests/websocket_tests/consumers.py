@@ -9,6 +9,7 @@ from django_fork.channels.consumer import (
 from django_fork.contrib.sessions.channel import (
     channel_and_http_session,
     channel_session,
+    http_session,
 )
 
 #: Frames seen per socket, in the order consumers handled them.
@@ -109,3 +110,44 @@ class SequenceConsumer(WebsocketConsumer):
                 % (self.channel_session["next"], number)
             )
         self.channel_session["next"] = number + 1
+
+
+@channel_session
+class AsyncCountingConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        self.channel_session["frames"] = 0
+        await self.accept()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        self.channel_session["frames"] += 1
+        await self.send(text_data=str(self.channel_session["frames"]))
+
+
+@channel_and_http_session
+class RenamingConsumer(WebsocketConsumer):
+    """Store a frame's text as the HTTP session's name; "fail:" then raise."""
+
+    def receive(self, text_data=None, bytes_data=None):
+        if text_data == "peek":
+            self.send(text_data=self.http_session.get("name"))
+            return
+        failing = text_data.startswith("fail:")
+        self.http_session["name"] = text_data.removeprefix("fail:")
+        if failing:
+            raise RuntimeError("consumer bug after a session change")
+        self.send(text_data="renamed")
+
+
+@channel_session
+class RefusingSessionConsumer(WebsocketConsumer):
+    def connect(self):
+        count_channels.append(self.reply_channel)
+        self.channel_session["refused"] = True
+        self.close()
+
+
+@http_session
+class HttpOnlyConsumer(WebsocketConsumer):
+    def connect(self):
+        self.http_session["connected"] = True
+        self.accept()

@@ -13,4 +13,8 @@ websocket_urlpatterns = [
     path("ws/count/", consumers.CountingConsumer.as_consumer()),
     path("ws/whoami/", consumers.WhoAmIConsumer.as_consumer()),
     path("ws/sequence/", consumers.SequenceConsumer.as_consumer()),
+    path("ws/async-count/", consumers.AsyncCountingConsumer.as_consumer()),
+    path("ws/rename/", consumers.RenamingConsumer.as_consumer()),
+    path("ws/refuse-session/", consumers.RefusingSessionConsumer.as_consumer()),
+    path("ws/http-only/", consumers.HttpOnlyConsumer.as_consumer()),
 ]

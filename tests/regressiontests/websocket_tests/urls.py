@@ -7,4 +7,10 @@ def remember(request):
     return HttpResponse("remembered")
 
 
-urlpatterns = [path("remember/", remember)]
+def recall(request):
+    return HttpResponse(
+        "%s/%s" % (request.session.get("name"), request.session.get("connected"))
+    )
+
+
+urlpatterns = [path("remember/", remember), path("recall/", recall)]
