@@ -171,7 +171,7 @@ class _ClientStream:
         if (
             self.ack_channel is not None
             and more_body
-            and time.monotonic() - self.signalled_at >= PROGRESS_INTERVAL
+            and time.monotonic() - self.signalled_at >= self.interface.progress_interval
         ):
             self.signalled_at = time.monotonic()
             try:
@@ -244,6 +244,9 @@ class InterfaceApplication:
     CHANNEL_WEBSOCKET_ACK_TIMEOUT (seconds a frame may take to be handled,
     default CHANNEL_HTTP_TIMEOUT).
     """
+
+    #: Seconds between the progress reports of a slowly read response.
+    progress_interval = PROGRESS_INTERVAL
 
     def __init__(
         self,
