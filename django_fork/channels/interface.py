@@ -72,8 +72,6 @@ _REASONS = {
 }
 
 
-#: The default of CHANNEL_MAX_REQUEST_BODY_SIZE (100 MiB).
-DEFAULT_MAX_REQUEST_BODY_SIZE = 100 * 1024 * 1024
 #: Bytes of a response body handed to the server at a time: the progress of
 #: a slow reader is seen between them.
 PIECE_SIZE = 64 * 1024
@@ -273,11 +271,7 @@ class InterfaceApplication:
         self.max_request_body_size = (
             max_request_body_size
             if max_request_body_size is not None
-            else getattr(
-                settings,
-                "CHANNEL_MAX_REQUEST_BODY_SIZE",
-                DEFAULT_MAX_REQUEST_BODY_SIZE,
-            )
+            else getattr(settings, "CHANNEL_MAX_REQUEST_BODY_SIZE", 104857600)
         )
         self.queue_timeout = (
             queue_timeout
@@ -287,7 +281,7 @@ class InterfaceApplication:
         self.buffer_size = (
             buffer_size
             if buffer_size is not None
-            else getattr(settings, "CHANNEL_INTERFACE_BUFFER_SIZE", 64 * 1024 * 1024)
+            else getattr(settings, "CHANNEL_INTERFACE_BUFFER_SIZE", 67108864)
         )
         self.sends = SendQueue(self.buffer_size)
         # The background tasks that finish the exchanges of clients that

@@ -42,6 +42,8 @@ LOGGING = {
 }
 
 CHANNEL_HTTP_TIMEOUT = float(os.environ.get("BENCH_HTTP_TIMEOUT", "60"))
+# big_upload.py sends 1 GiB through the channel path.
+CHANNEL_MAX_REQUEST_BODY_SIZE = None
 
 if FORK and REDIS_URL:
     CHANNEL_LAYERS = {

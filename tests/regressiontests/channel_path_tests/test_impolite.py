@@ -1,7 +1,6 @@
 """
 Impolite clients: they leave early, read slowly or not at all, send more
-than allowed. Each test is the small form of a drill of
-benchmarks/impolite.py.
+than allowed, at small sizes.
 """
 
 import asyncio
@@ -21,7 +20,7 @@ from .test_interface_worker import layers
 
 
 async def wait_for_event(event, timeout=2):
-    """Return the seconds until views.events holds event; fail after timeout."""
+    """Return the seconds until views.events holds event (at most timeout)."""
     started = time.monotonic()
     while event not in views.events:
         if time.monotonic() - started > timeout:
@@ -35,7 +34,10 @@ def sized_body(size):
 
 
 class SlowReader:
-    """An ASGI app wrapper whose client takes each body part slowly."""
+    """
+    An ASGI app wrapper whose client reads slowly: seconds per 64 KiB of
+    body handed to the server.
+    """
 
     def __init__(self, app, seconds):
         self.app = app
@@ -44,7 +46,7 @@ class SlowReader:
     async def __call__(self, scope, receive, send):
         async def slow_send(message):
             if message["type"] == "http.response.body" and message.get("body"):
-                await asyncio.sleep(self.seconds)
+                await asyncio.sleep(self.seconds * len(message["body"]) / 65536)
             await send(message)
 
         await self.app(scope, receive, slow_send)
@@ -128,13 +130,14 @@ class StreamErrorTests(SimpleTestCase):
         await self.assert_response_ends(after=0)
 
     async def test_raise_mid_stream(self):
-        """A streaming view that raises mid-stream ends the response at once."""
+        """A streaming view that raises mid-stream ends the response."""
         await self.assert_response_ends(after=3)
 
 
 @override_settings(ROOT_URLCONF="channel_path_tests.urls", CHANNEL_LAYERS=layers())
 class SlowReaderTests(SimpleTestCase):
-    size = 1024 * 1024 + 7
+    # More chunks than the worker's window: it must wait for acknowledgements.
+    size = 2 * 1024 * 1024 + 7
 
     async def test_slow_live_reader_gets_the_whole_body(self):
         """
@@ -144,10 +147,10 @@ class SlowReaderTests(SimpleTestCase):
         app = InterfaceApplication()
         app.progress_interval = 0.05
         layer = get_channel_layer()
-        async with running_worker(layer, stream_timeout=0.5):
-            # 256 KiB chunks at 0.2 s per 64 KiB piece: 0.8 s per chunk.
+        async with running_worker(layer, stream_timeout=0.3):
+            # 256 KiB chunks at 0.1 s per 64 KiB: 0.4 s per chunk.
             status, _, body = await request(
-                SlowReader(app, 0.2),
+                SlowReader(app, 0.1),
                 path="/sized/",
                 query_string=b"size=%d" % self.size,
                 timeout=10,
@@ -169,7 +172,10 @@ class SlowReaderTests(SimpleTestCase):
             )
             await send_body(communicator, b"")
             self.assertEqual((await communicator.receive_output(2))["status"], 200)
+            # The application ends by itself (the server then closes the
+            # connection).
             await communicator.wait(3)
+            self.assertFalse(communicator.future.cancelled())
             # The worker is free for the next request.
             status, _, _ = await request(app, path="/hello/", timeout=3)
         self.assertEqual(status, 200)

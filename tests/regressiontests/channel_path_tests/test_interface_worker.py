@@ -308,7 +308,7 @@ class InterfaceErrorTests(SimpleTestCase):
 
     @override_settings(CHANNEL_LAYERS=layers())
     async def test_stalled_upload_is_408(self):
-        """A body that stops arriving for the timeout gets 408; no worker saw it."""
+        """A body that stops arriving gets 408; no worker saw it."""
         layer = get_channel_layer()
         app = InterfaceApplication(timeout=0.3, chunk_size=1024)
         communicator = ApplicationCommunicator(
