@@ -13,6 +13,10 @@ server, so a full request channel makes it wait rather than refuse:
 - Every time a channel has been full, one log line says for how long, how
   many sends waited and how many gave up. The retries count as refusals in
   the layer's "full" figure (manage.py channelstats).
+- At most MAX_IN_FLIGHT sends are in progress at once, and a layer that
+  reports itself unreachable is retried for UNAVAILABLE_GRACE seconds: a
+  burst must not open a thousand connections to the layer's store at once,
+  nor take the connection timeouts of a crowded moment for an outage.
 
 Control messages (disconnects, acknowledgements) go through the same line
 with a long timeout: they are never dropped for capacity, only once the
@@ -33,6 +37,13 @@ FIRST_DELAY = 0.001
 MAX_DELAY = 0.05
 #: The longest delay between retries of a control message.
 CONTROL_MAX_DELAY = 1.0
+#: Sends in progress at once, by default: a burst of a thousand clients
+#: must not open a thousand connections to the layer's store at once.
+MAX_IN_FLIGHT = 16
+#: Seconds an unreachable layer is retried before a send gives up: a store
+#: that is down is reported within about this long, while a connection that
+#: timed out in a burst is not taken for an outage.
+UNAVAILABLE_GRACE = 1.0
 
 
 class _Line:
@@ -51,13 +62,22 @@ class SendQueue:
     Send to channels that may be full, waiting for room in turn.
 
     max_waiting_bytes bounds the bytes that waiting messages hold (their
-    size as the caller gives it); None: no bound.
+    size as the caller gives it); None: no bound. max_in_flight bounds the
+    sends in progress at once, over all channels.
     """
 
-    def __init__(self, max_waiting_bytes=None):
+    def __init__(self, max_waiting_bytes=None, max_in_flight=MAX_IN_FLIGHT):
         self.max_waiting_bytes = max_waiting_bytes
+        self.max_in_flight = max_in_flight
         self.waiting_bytes = 0
         self._lines = {}
+        self._in_flight = None
+
+    async def _send(self, layer, channel, message):
+        if self._in_flight is None:
+            self._in_flight = asyncio.Semaphore(self.max_in_flight)
+        async with self._in_flight:
+            await layer.send(channel, message)
 
     def waiting(self, channel=None):
         """Return how many sends wait (for room on channel, or anywhere)."""
@@ -70,18 +90,17 @@ class SendQueue:
         """
         Send message on channel; wait for room while it is full, for up to
         timeout seconds. Return the seconds waited. Raise ChannelFull when
-        the time runs out or the waiting bytes would pass their bound. A
-        control message also waits out an unreachable layer.
+        the time runs out or the waiting bytes would pass their bound, and
+        ChannelLayerUnavailable when the layer stays unreachable for
+        UNAVAILABLE_GRACE seconds (a control message waits that out too, for
+        as long as its timeout).
         """
         if channel not in self._lines:
             try:
-                await layer.send(channel, message)
+                await self._send(layer, channel, message)
                 return 0.0
-            except ChannelFull:
+            except (ChannelFull, ChannelLayerUnavailable):
                 pass
-            except ChannelLayerUnavailable:
-                if not control:
-                    raise
         if (
             not control
             and self.max_waiting_bytes is not None
@@ -112,14 +131,18 @@ class SendQueue:
     async def _retry(self, layer, channel, message, deadline, control):
         delay = FIRST_DELAY
         max_delay = CONTROL_MAX_DELAY if control else MAX_DELAY
+        unavailable_since = None
         while True:
             try:
-                await layer.send(channel, message)
+                await self._send(layer, channel, message)
                 return
             except ChannelFull:
-                pass
+                unavailable_since = None
             except ChannelLayerUnavailable:
-                if not control:
+                now = time.monotonic()
+                if unavailable_since is None:
+                    unavailable_since = now
+                elif not control and now - unavailable_since > UNAVAILABLE_GRACE:
                     raise
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -139,8 +162,8 @@ class SendQueue:
         if not line.turns:
             del self._lines[channel]
             logger.warning(
-                "Channel %s was full for %.2f s: %d sends waited (the longest "
-                "%.2f s), %d gave up.",
+                "Channel %s was full (or unreachable) for %.2f s: %d sends "
+                "waited (the longest %.2f s), %d gave up.",
                 channel,
                 time.monotonic() - line.since,
                 line.waited,
