@@ -44,7 +44,9 @@ help:
 	@echo "  bench     HTTP setups side by side, then a 1 GiB upload through"
 	@echo "            the channel path; reports in benchmarks/results/"
 	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it)"
-	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2')"
+	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2'),"
+	@echo "            then impolite clients on runstack and uvicorn + runworker"
+	@echo "            (IMPOLITE_ARGS='--stacks runstack --scale 0.1')"
 	@echo
 	@echo "Example: make test ARGS='layers_tests -v 2'"
 
@@ -111,6 +113,7 @@ clean:
 # from benchmarks/requirements.txt.
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
+IMPOLITE_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: bench chaos bench-tools
@@ -133,3 +136,4 @@ bench: $(BENCH_STAMP) bench-tools
 
 chaos: $(BENCH_STAMP) bench-tools
 	$(VENV_PYTHON) benchmarks/chaos.py $(CHAOS_ARGS)
+	$(VENV_PYTHON) benchmarks/impolite.py $(IMPOLITE_ARGS)

@@ -13,6 +13,7 @@ from django.test import SimpleTestCase, override_settings
 
 from django_fork.channels.interface import InterfaceApplication
 from django_fork.channels.layers import get_channel_layer
+from django_fork.channels.layers.inmemory import InMemoryChannelLayer
 
 from . import views
 from .harness import http_scope, read_response, request, running_worker, send_body
@@ -227,3 +228,20 @@ class RequestLimitTests(SimpleTestCase):
             status, _, body = await read_response(upload)
             await upload.wait(2)
         self.assertEqual((status, body), (200, b'{"length": 5001}'))
+
+
+class ExpiryTests(SimpleTestCase):
+    async def test_expired_messages_are_freed_without_traffic(self):
+        """
+        The in-memory layer frees what nobody received once it expires,
+        though nothing else is sent: an abandoned reply pins no memory.
+        """
+        layer = InMemoryChannelLayer(expiry=0.5)
+        channel = await layer.new_channel("http.response.body?")
+        await layer.send(channel, {"type": "t", "body": b"x" * 65536})
+        self.assertIn(channel, layer._queues)
+        for _ in range(40):
+            if not layer._queues:
+                break
+            await asyncio.sleep(0.1)
+        self.assertEqual(layer._queues, {})
