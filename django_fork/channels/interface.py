@@ -402,16 +402,16 @@ class InterfaceApplication:
         """
         body = _Body()
         try:
-            async for chunk, more_body in self.read_chunks(receive):
+            async for chunk, _ in self.read_chunks(receive):
                 if body.first is None:
                     body.first = chunk
-                else:
+                elif chunk:
                     if body.spool is None:
                         body.spool = tempfile.TemporaryFile(
                             dir=settings.FILE_UPLOAD_TEMP_DIR
                         )
                     body.spool.write(chunk)
-                body.more = body.spool is not None or more_body
+            body.more = body.spool is not None
         except BaseException:
             body.close()
             raise

@@ -245,3 +245,23 @@ class ExpiryTests(SimpleTestCase):
                 break
             await asyncio.sleep(0.1)
         self.assertEqual(layer._queues, {})
+
+
+@override_settings(ROOT_URLCONF="channel_path_tests.urls", CHANNEL_LAYERS=layers())
+class BodyEdgeTests(SimpleTestCase):
+    async def test_bodies_at_chunk_boundaries(self):
+        """Bodies of whole chunks, their last part empty, arrive whole."""
+        layer = get_channel_layer()
+        app = InterfaceApplication(chunk_size=1024)
+        async with running_worker(layer):
+            for size in (1024, 2048, 3072):
+                communicator = ApplicationCommunicator(
+                    app, http_scope(method="POST", path="/body-length/")
+                )
+                await communicator.send_input(
+                    {"type": "http.request", "body": b"x" * size, "more_body": True}
+                )
+                await communicator.send_input({"type": "http.request", "body": b""})
+                status, _, body = await read_response(communicator)
+                await communicator.wait(2)
+                self.assertEqual((status, body), (200, b'{"length": %d}' % size))
