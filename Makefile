@@ -44,7 +44,9 @@ help:
 	@echo "  bench     HTTP setups side by side, then a 1 GiB upload through"
 	@echo "            the channel path; reports in benchmarks/results/"
 	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it)"
-	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2')"
+	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2'),"
+	@echo "            then impolite clients on runstack and uvicorn + runworker"
+	@echo "            (IMPOLITE_ARGS='--stacks runstack --scale 0.1')"
 	@echo "  chaos-redis  Sentinel failover and shard-kill drills of the Redis"
 	@echo "            layer (CHAOS_REDIS_ARGS='--drills 1')"
 	@echo
@@ -114,6 +116,7 @@ clean:
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 CHAOS_REDIS_ARGS ?=
+IMPOLITE_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: bench chaos chaos-redis bench-tools
@@ -136,6 +139,7 @@ bench: $(BENCH_STAMP) bench-tools
 
 chaos: $(BENCH_STAMP) bench-tools
 	$(VENV_PYTHON) benchmarks/chaos.py $(CHAOS_ARGS)
+	$(VENV_PYTHON) benchmarks/impolite.py $(IMPOLITE_ARGS)
 
 chaos-redis: $(BENCH_STAMP) bench-tools
 	$(VENV_PYTHON) benchmarks/chaos_redis.py $(CHAOS_REDIS_ARGS)

@@ -328,6 +328,7 @@ PATCHES = [
             "django_fork/core/handlers/channel.py",
             "django_fork/channels/http.py",
             "django_fork/channels/interface.py",
+            "django_fork/channels/flow.py",
             "django_fork/channels/worker.py",
             "django_fork/channels/routing.py",
             "django_fork/channels/websocket_relay.py",
@@ -533,8 +534,19 @@ SETTINGS = {
     ),
     "CHANNEL_MAX_REQUEST_BODY_SIZE": (
         3,
-        "The largest request body the interface accepts; None is no limit.",
-        "CHANNEL_MAX_REQUEST_BODY_SIZE = None",
+        "The largest request body the interface accepts (100 MiB); None is no "
+        "limit.",
+        "CHANNEL_MAX_REQUEST_BODY_SIZE = 104857600",
+    ),
+    "CHANNEL_QUEUE_TIMEOUT": (
+        3,
+        "Seconds a request waits for room on a full channel before 503.",
+        "CHANNEL_QUEUE_TIMEOUT = 30",
+    ),
+    "CHANNEL_INTERFACE_BUFFER_SIZE": (
+        3,
+        "Bytes the requests waiting for room may hold in the interface (64 MiB).",
+        "CHANNEL_INTERFACE_BUFFER_SIZE = 67108864",
     ),
     "CHANNEL_ROUTING": (
         3,

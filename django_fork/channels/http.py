@@ -12,10 +12,12 @@ import asyncio
 import io
 import logging
 import tempfile
+import time
 
 from django.conf import settings
 
 from django_fork.channels.codecs import (
+    disconnect_message,
     encode_response,
     encode_streaming_parts,
     error_response_messages,
@@ -26,7 +28,7 @@ from django_fork.channels.codecs import (
     validate_body_message,
     validate_request_message,
 )
-from django_fork.channels.exceptions import ChannelFull, InvalidMessage
+from django_fork.channels.exceptions import ChannelError, ChannelFull, InvalidMessage
 from django_fork.channels.messages import (
     HTTP_RESPONSE_ACK_PREFIX,
     HTTP_RESPONSE_BODY_PREFIX,
@@ -47,9 +49,18 @@ class ResponseAborted(Exception):
 
 
 class _Stream:
-    """A response body on its way: where it goes, and how far ahead it is."""
+    """
+    A response body on its way: where it goes, how far ahead of the
+    interface's acknowledgements it is, and whether the client left.
 
-    def __init__(self, layer):
+    A listener task reads the ack channel for the whole stream, so a
+    disconnect is seen at once, not only when the window is full: the next
+    part the view produces then stops the response.
+    """
+
+    def __init__(self, layer, timeout):
+        self.layer = layer
+        self.timeout = timeout
         self.body_channel = new_channel_name(
             HTTP_RESPONSE_BODY_PREFIX, layer.client_prefix
         )
@@ -57,6 +68,67 @@ class _Stream:
             HTTP_RESPONSE_ACK_PREFIX, layer.client_prefix
         )
         self.unacknowledged = 0
+        #: Why the stream must stop (the client left), or None.
+        self.aborted = None
+        self.progress_at = time.monotonic()
+        self._changed = asyncio.Event()
+        self._listener = None
+
+    def listen(self):
+        """Start reading the ack channel (on the worker's event loop)."""
+        self._listener = asyncio.ensure_future(self._listen())
+
+    async def _listen(self):
+        while True:
+            message = await self.layer.receive(self.ack_channel)
+            message_type = message.get("type")
+            if message_type == "http.response.ack":
+                self.unacknowledged -= 1
+            elif message_type != "http.response.progress":
+                self.aborted = "the client went away"
+            self.progress_at = time.monotonic()
+            self._changed.set()
+            if self.aborted:
+                return
+
+    async def wait_for_room(self):
+        """
+        Wait until the window has room for another chunk. Raise
+        ResponseAborted when the client left, or when the interface reported
+        no progress for the timeout: its client stopped reading.
+        """
+        while True:
+            self.check()
+            if self.unacknowledged < HTTP_RESPONSE_WINDOW:
+                return
+            remaining = self.progress_at + self.timeout - time.monotonic()
+            if remaining <= 0:
+                raise ResponseAborted("the interface stopped acknowledging")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    def check(self):
+        """Raise ResponseAborted if the client left."""
+        if self.aborted:
+            raise ResponseAborted(self.aborted)
+
+    async def end(self, worker, abandoned):
+        """
+        Stop listening. A stream that did not finish gets an http.disconnect
+        in place of its last chunk: the interface ends the client's response
+        at once (a view that raised) or stops draining the channel.
+        """
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if abandoned:
+            try:
+                await worker.send_stream(self.body_channel, disconnect_message("", "/"))
+            except ChannelError:
+                pass
 
 
 class HttpConsumer:
@@ -176,12 +248,15 @@ class HttpConsumer:
         if response.streaming and response.is_async and not head:
             return response
         chunk_size = self.handler.chunk_size
+        call = self.worker.call_from_thread
+        stream = None
+        finished = False
         try:
             if fits_in_start_message(response, chunk_size, head):
                 start = next(encode_response(response, None, chunk_size, head=head))
                 self.layer.send_sync(message["reply_channel"], start)
                 return None
-            stream = _Stream(self.layer)
+            stream = self.new_stream()
             messages = encode_response(
                 response,
                 stream.body_channel,
@@ -189,15 +264,27 @@ class HttpConsumer:
                 stream.ack_channel,
                 head=head,
             )
-            call = self.worker.call_from_thread
-            call(self.layer.send(message["reply_channel"], next(messages)))
+            call(self.send_start(message, stream, next(messages)))
             for body_message in messages:
                 call(self.send_chunk(stream, body_message))
+            finished = True
         except ResponseAborted as e:
             logger.info("Response to %s abandoned: %s", message["path"], e)
         finally:
-            response.close()
+            try:
+                if stream is not None:
+                    call(stream.end(self.worker, not finished))
+            finally:
+                response.close()
         return None
+
+    def new_stream(self):
+        return _Stream(self.layer, self.worker.stream_timeout)
+
+    async def send_start(self, message, stream, start):
+        """Send the start of a streamed response; listen for its progress."""
+        stream.listen()
+        await self.layer.send(message["reply_channel"], start)
 
     async def send_chunk(self, stream, body_message):
         """
@@ -205,28 +292,22 @@ class HttpConsumer:
         the interface's acknowledgements: a client that reads slowly slows
         the view, and one that went away stops it.
         """
-        if stream.unacknowledged >= HTTP_RESPONSE_WINDOW:
-            try:
-                ack = await asyncio.wait_for(
-                    self.layer.receive(stream.ack_channel), self.worker.stream_timeout
-                )
-            except asyncio.TimeoutError:
-                raise ResponseAborted("the interface stopped acknowledging")
-            if ack.get("type") != "http.response.ack":
-                raise ResponseAborted("the client went away")
-            stream.unacknowledged -= 1
+        await stream.wait_for_room()
         try:
             await self.worker.send_stream(stream.body_channel, body_message)
         except ChannelFull:
             raise ResponseAborted("the interface stopped reading")
         stream.unacknowledged += 1
+        stream.check()
 
     async def stream_async(self, message, response):
         """Send a response whose content is an async iterator."""
-        stream = _Stream(self.layer)
+        stream = self.new_stream()
+        finished = False
         try:
-            await self.layer.send(
-                message["reply_channel"],
+            await self.send_start(
+                message,
+                stream,
                 response_start_message(
                     response.status_code,
                     response_headers(response),
@@ -242,7 +323,11 @@ class HttpConsumer:
                     if body_message["more_body"]:
                         await self.send_chunk(stream, body_message)
             await self.send_chunk(stream, response_body_message(b"", False))
+            finished = True
         except ResponseAborted as e:
             logger.info("Response to %s abandoned: %s", message["path"], e)
         finally:
-            await self.worker.run_sync(response.close)
+            try:
+                await stream.end(self.worker, not finished)
+            finally:
+                await self.worker.run_sync(response.close)

@@ -7,13 +7,25 @@ and relays the reply back to the client. Bodies larger than one chunk travel
 as chunk messages on single-reader body channels, in both directions, with
 the layer's channel capacity as the backpressure that bounds memory.
 
-Errors become plain responses: a full request channel or an unreachable layer
-gives 503 at once, no reply within the timeout gives 504, a body over the
-configured maximum gives 413.
+The interface is the buffer between clients and workers, as a proxy is for
+an application server. It takes in a request's whole body (spooled to disk
+beyond one chunk) before a worker is involved, so a slow upload holds no
+worker; it waits for room on a full channel (django_fork.channels.flow), and
+stops reading from that client meanwhile; it relays a response as fast as
+the client reads it, telling the worker that bytes move; and a client that
+leaves is reported to the worker that serves it at once.
+
+Errors become plain responses: a channel that stays full for
+CHANNEL_QUEUE_TIMEOUT, or an interface whose waiting requests hold
+CHANNEL_INTERFACE_BUFFER_SIZE bytes, gives 503; an unreachable layer 503 at
+once; no reply within the timeout 504; a body over the configured maximum
+413 (at once when its Content-Length says so); a body that stops arriving
+408.
 """
 
 import asyncio
 import logging
+import tempfile
 import time
 
 import django
@@ -36,6 +48,7 @@ from django_fork.channels.exceptions import (
     MessageTooLarge,
     ReplyTimeout,
 )
+from django_fork.channels.flow import SendQueue
 from django_fork.channels.layers import channel_layers
 from django_fork.channels.layers.inmemory import InMemoryChannelLayer
 from django_fork.channels.messages import (
@@ -50,6 +63,7 @@ logger = logging.getLogger("django_fork.channels.interface")
 
 _REASONS = {
     400: "Bad Request",
+    408: "Request Timeout",
     413: "Payload Too Large",
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -58,8 +72,48 @@ _REASONS = {
 }
 
 
+#: Bytes of a response body handed to the server at a time: the progress of
+#: a slow reader is seen between them.
+PIECE_SIZE = 64 * 1024
+#: Seconds between the progress reports of a slowly read response.
+PROGRESS_INTERVAL = 1.0
+
+
 class ClientDisconnected(Exception):
     """The HTTP client went away."""
+
+
+class RequestTimeout(ChannelError):
+    """The request body stopped arriving."""
+
+    status_code = 408
+
+
+def declared_length(scope):
+    """Return the request's Content-Length, or None when absent or invalid."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class _Body:
+    """
+    A request body the interface took in: its first chunk in memory, the
+    rest (more is true) in a temporary file.
+    """
+
+    def __init__(self):
+        self.first = None
+        self.spool = None
+        self.more = False
+
+    def close(self):
+        if self.spool is not None:
+            self.spool.close()
 
 
 class _ResponseState:
@@ -72,9 +126,74 @@ class _ResponseState:
     started = False
     #: The worker has the whole body, or was told to stop waiting for it.
     body_closed = False
+    #: The start message, once it came.
+    start = None
+    #: Whether the whole response went to the client.
+    finished = False
 
     def __init__(self):
         self.progress_at = time.monotonic()
+
+
+class _ClientStream:
+    """
+    A streamed response on its way to the client. The body goes to the
+    server in pieces; when the client reads slowly, the worker hears of the
+    progress between acknowledgements (http.response.progress), so that a
+    slow but live reader is not taken for a dead one. A piece the client
+    does not take within the timeout ends the response.
+    """
+
+    def __init__(self, interface, send, ack_channel):
+        self.interface = interface
+        self.send = send
+        self.ack_channel = ack_channel
+        self.signalled_at = time.monotonic()
+
+    async def write(self, body, more_body):
+        if len(body) <= PIECE_SIZE:
+            await self._write(body, more_body)
+            return
+        view = memoryview(body)
+        for position in range(0, len(body), PIECE_SIZE):
+            last = position + PIECE_SIZE >= len(body)
+            piece = bytes(view[position : position + PIECE_SIZE])
+            await self._write(piece, more_body or not last)
+
+    async def _write(self, piece, more_body):
+        message = {"type": "http.response.body", "body": piece, "more_body": more_body}
+        try:
+            await asyncio.wait_for(self.send(message), self.interface.timeout)
+        except asyncio.TimeoutError:
+            raise ClientDisconnected("The client stopped reading.")
+        if (
+            self.ack_channel is not None
+            and more_body
+            and time.monotonic() - self.signalled_at >= self.interface.progress_interval
+        ):
+            self.signalled_at = time.monotonic()
+            try:
+                await self.interface.layer.send(
+                    self.ack_channel, {"type": "http.response.progress"}
+                )
+            except ChannelError:
+                # The next progress report, or the acknowledgement, will do.
+                pass
+
+    async def acknowledge(self):
+        """Acknowledge a chunk: the worker may send one more."""
+        self.signalled_at = time.monotonic()
+        interface = self.interface
+        try:
+            await interface.sends.send(
+                interface.layer,
+                self.ack_channel,
+                {"type": "http.response.ack"},
+                interface.timeout,
+                control=True,
+            )
+        except ChannelFull:
+            raise ReplyTimeout("The worker stopped taking acknowledgements.")
 
 
 class _Interrupt:
@@ -112,14 +231,20 @@ class InterfaceApplication:
     Options default to settings: CHANNEL_HTTP_TIMEOUT (seconds to wait for
     the start of a response and for each further chunk, default 60),
     CHANNEL_CHUNK_SIZE (bytes per body message, default 256 KiB),
-    CHANNEL_MAX_REQUEST_BODY_SIZE (bytes, default None: no limit beyond
-    Django's own), and for WebSockets CHANNEL_WEBSOCKET_ALLOWED_ORIGINS
+    CHANNEL_MAX_REQUEST_BODY_SIZE (bytes, default 100 MiB; None: no limit
+    beyond Django's own), CHANNEL_QUEUE_TIMEOUT (seconds a request or a
+    WebSocket event waits for room on a full channel, default 30),
+    CHANNEL_INTERFACE_BUFFER_SIZE (bytes the requests waiting for room may
+    hold, default 64 MiB), and for WebSockets CHANNEL_WEBSOCKET_ALLOWED_ORIGINS
     (default None: ALLOWED_HOSTS), CHANNEL_WEBSOCKET_MAX_FRAME_SIZE (bytes,
     default 1 MiB), CHANNEL_WEBSOCKET_IDLE_TIMEOUT (seconds without a client
     frame before closing, default None: never) and
     CHANNEL_WEBSOCKET_ACK_TIMEOUT (seconds a frame may take to be handled,
     default CHANNEL_HTTP_TIMEOUT).
     """
+
+    #: Seconds between the progress reports of a slowly read response.
+    progress_interval = PROGRESS_INTERVAL
 
     def __init__(
         self,
@@ -131,6 +256,8 @@ class InterfaceApplication:
         websocket_max_frame_size=None,
         websocket_idle_timeout=None,
         websocket_ack_timeout=None,
+        queue_timeout=None,
+        buffer_size=None,
     ):
         self.layer_alias = layer_alias
         self.timeout = (
@@ -144,8 +271,22 @@ class InterfaceApplication:
         self.max_request_body_size = (
             max_request_body_size
             if max_request_body_size is not None
-            else getattr(settings, "CHANNEL_MAX_REQUEST_BODY_SIZE", None)
+            else getattr(settings, "CHANNEL_MAX_REQUEST_BODY_SIZE", 104857600)
         )
+        self.queue_timeout = (
+            queue_timeout
+            if queue_timeout is not None
+            else getattr(settings, "CHANNEL_QUEUE_TIMEOUT", 30)
+        )
+        self.buffer_size = (
+            buffer_size
+            if buffer_size is not None
+            else getattr(settings, "CHANNEL_INTERFACE_BUFFER_SIZE", 67108864)
+        )
+        self.sends = SendQueue(self.buffer_size)
+        # The background tasks that finish the exchanges of clients that
+        # left (see abandon()).
+        self._abandoned = set()
 
         self.websocket_allowed_origins = (
             websocket_allowed_origins
@@ -187,23 +328,40 @@ class InterfaceApplication:
                 return
 
     async def http(self, scope, receive, send):
-        layer = self.layer
-        reply_channel = await layer.new_channel(HTTP_RESPONSE_PREFIX)
-        chunks = self.read_chunks(receive)
+        declared = declared_length(scope)
+        limit = self.max_request_body_size
+        if limit is not None and declared is not None and declared > limit:
+            await self.send_error(
+                send, 413, "The request body is larger than %d bytes." % limit
+            )
+            return
         try:
-            body, more_body = await anext(chunks)
+            body = await self.take_in_body(receive)
         except ClientDisconnected:
             return
-        except MessageTooLarge as e:
+        except ChannelError as e:
             await self.send_error(send, e.status_code, e)
             return
-        body_channel = None
-        if more_body:
-            body_channel = await layer.new_channel(HTTP_REQUEST_BODY_PREFIX)
-        message = request_message(scope, reply_channel, body, more_body, body_channel)
-        response = _ResponseState()
         try:
-            await layer.send(HTTP_REQUEST_CHANNEL, message)
+            await self.serve_http(scope, receive, send, body)
+        finally:
+            body.close()
+
+    async def serve_http(self, scope, receive, send, body):
+        layer = self.layer
+        reply_channel = await layer.new_channel(HTTP_RESPONSE_PREFIX)
+        body_channel = None
+        if body.more:
+            body_channel = await layer.new_channel(HTTP_REQUEST_BODY_PREFIX)
+        message = request_message(
+            scope, reply_channel, body.first, body.more, body_channel
+        )
+        response = _ResponseState()
+        size = len(body.first) + sum(len(n) + len(v) for n, v in scope["headers"])
+        try:
+            await self.sends.send(
+                layer, HTTP_REQUEST_CHANNEL, message, self.queue_timeout, size
+            )
         except ChannelFull:
             await self.send_error(send, 503, "The server is busy.")
             return
@@ -213,16 +371,19 @@ class InterfaceApplication:
             return
         response.progress_at = time.monotonic()
         client = asyncio.ensure_future(
-            self.watch_client(receive, chunks, body_channel, response)
+            self.watch_client(receive, body, body_channel, response)
         )
         try:
             await self.relay_response(reply_channel, client, send, response)
         except ClientDisconnected:
             await self.notify_disconnect(reply_channel, scope["path"])
+            self.abandon(reply_channel, response)
         except ChannelError as e:
             logger.warning("Request to %s failed: %s", scope["path"], e)
             if not response.started:
                 await self.send_error(send, e.status_code, e)
+            if isinstance(e, ReplyTimeout):
+                self.abandon(reply_channel, response)
         finally:
             client.cancel()
             if client.done() and not client.cancelled():
@@ -230,7 +391,33 @@ class InterfaceApplication:
             if body_channel is not None and not response.body_closed:
                 # The response ended (504, 502) before the body did: stop
                 # the worker waiting for the rest of it.
-                await self.notify_worker(body_channel, None)
+                await self.notify_worker(body_channel)
+
+    async def take_in_body(self, receive):
+        """
+        Read the whole request body from the client before a worker is
+        involved, so that a slow upload holds no worker: the first chunk in
+        memory, the rest spooled to a temporary file. Each part must come
+        within the timeout (else 408).
+        """
+        body = _Body()
+        try:
+            async for chunk, _ in self.read_chunks(receive):
+                if body.first is None:
+                    body.first = chunk
+                elif chunk:
+                    if body.spool is None:
+                        body.spool = tempfile.TemporaryFile(
+                            dir=settings.FILE_UPLOAD_TEMP_DIR
+                        )
+                    body.spool.write(chunk)
+            body.more = body.spool is not None
+        except BaseException:
+            body.close()
+            raise
+        if body.spool is not None:
+            body.spool.seek(0)
+        return body
 
     async def read_chunks(self, receive):
         """
@@ -245,7 +432,12 @@ class InterfaceApplication:
         total = 0
         more_body = True
         while more_body:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                raise RequestTimeout(
+                    "No part of the request body within %s seconds." % self.timeout
+                )
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected
             part = message.get("body", b"")
@@ -274,47 +466,34 @@ class InterfaceApplication:
                 buffered += len(view)
         yield b"".join(parts), False
 
-    async def watch_client(self, receive, chunks, body_channel, response):
+    async def watch_client(self, receive, body, body_channel, response):
         """
         Send the rest of the request body, if any, then wait for the client
         to go away. Return only by raising: ClientDisconnected, or the error
         that stopped the body.
         """
         if body_channel is not None:
-            try:
-                async for chunk, more_body in chunks:
-                    await self.send_body_chunk(
-                        body_channel, request_body_message(chunk, more_body)
-                    )
-                    response.progress_at = time.monotonic()
-            except (ClientDisconnected, MessageTooLarge):
-                # Tell the worker waiting for the body to give up.
+            chunk = body.spool.read(self.chunk_size)
+            while chunk:
+                following = body.spool.read(self.chunk_size)
                 await self.send_body_chunk(
-                    body_channel, disconnect_message("", "/"), quiet=True
+                    body_channel, request_body_message(chunk, bool(following))
                 )
-                response.body_closed = True
-                raise
+                response.progress_at = time.monotonic()
+                chunk = following
             response.body_closed = True
+            body.close()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected
 
-    async def send_body_chunk(self, body_channel, message, quiet=False):
+    async def send_body_chunk(self, body_channel, message):
         """Send to a body channel, waiting while the worker catches up."""
-        deadline = time.monotonic() + self.timeout
-        delay = 0.001
-        while True:
-            try:
-                await self.layer.send(body_channel, message)
-                return
-            except ChannelFull:
-                if time.monotonic() > deadline:
-                    if quiet:
-                        return
-                    raise ReplyTimeout("No worker is reading the request body.")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        try:
+            await self.sends.send(self.layer, body_channel, message, self.timeout)
+        except ChannelFull:
+            raise ReplyTimeout("No worker is reading the request body.")
 
     async def receive_reply(self, channel, client, timeout=None):
         """
@@ -369,6 +548,7 @@ class InterfaceApplication:
         except InvalidMessage as e:
             raise InvalidReply(str(e)) from e
         response.started = True
+        response.start = start
         await send(
             {
                 "type": "http.response.start",
@@ -376,33 +556,21 @@ class InterfaceApplication:
                 "headers": start["headers"],
             }
         )
-        await send(
-            {
-                "type": "http.response.body",
-                "body": start["body"],
-                "more_body": start["more_body"],
-            }
-        )
-        more_body = start["more_body"]
+        if not start["more_body"]:
+            response.finished = True
+            await send({"type": "http.response.body", "body": start["body"]})
+            return
         ack_channel = start.get("ack_channel")
-        try:
-            while more_body:
-                more_body = await self.relay_chunk(start, client, send)
-                if more_body and ack_channel is not None:
-                    await self.layer.send(ack_channel, {"type": "http.response.ack"})
-        except ClientDisconnected:
-            if ack_channel is not None:
-                # Stop the worker: it waits for acknowledgements.
-                await self.notify_worker(ack_channel, start)
-            raise
+        stream = _ClientStream(self, send, ack_channel)
+        await stream.write(start["body"], True)
+        more_body = True
+        while more_body:
+            more_body = await self.relay_chunk(start, client, stream)
+            if more_body and ack_channel is not None:
+                await stream.acknowledge()
+        response.finished = True
 
-    async def notify_worker(self, ack_channel, start):
-        try:
-            await self.layer.send(ack_channel, disconnect_message("", "/"))
-        except ChannelError:
-            pass
-
-    async def relay_chunk(self, start, client, send):
+    async def relay_chunk(self, start, client, stream):
         """Relay the next response chunk; return whether more follow."""
         message = await self.receive_reply(start["body_channel"], client)
         try:
@@ -411,24 +579,69 @@ class InterfaceApplication:
             raise InvalidReply(str(e)) from e
         if message["type"] == "http.disconnect":
             raise InvalidReply("The worker abandoned the response.")
-        await send(
-            {
-                "type": "http.response.body",
-                "body": message["body"],
-                "more_body": message["more_body"],
-            }
-        )
+        await stream.write(message["body"], message["more_body"])
         return message["more_body"]
 
-    async def notify_disconnect(self, reply_channel, path):
+    async def notify_worker(self, channel):
+        """Tell a worker on its ack or body channel that the client left."""
+        await self.sends.send(
+            self.layer,
+            channel,
+            disconnect_message("", "/"),
+            self.timeout,
+            control=True,
+        )
+
+    def abandon(self, reply_channel, response):
+        """
+        Finish, in the background, the exchange of a client that went away
+        (or was answered 504): wait for the start of its response if it has
+        not come, tell a worker that streams it to stop, and take what it
+        already sent off the layer, so that nothing of it stays in memory
+        until it expires.
+        """
+        task = asyncio.ensure_future(self._abandon(reply_channel, response))
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
+    async def _abandon(self, reply_channel, response):
+        start = response.start
         try:
-            await self.layer.send(
-                HTTP_DISCONNECT_CHANNEL, disconnect_message(reply_channel, path)
+            if start is None:
+                start = await asyncio.wait_for(
+                    self.layer.receive(reply_channel), self.timeout
+                )
+            elif response.finished:
+                return
+            if not (isinstance(start, dict) and start.get("more_body")):
+                return
+            if start.get("ack_channel"):
+                await self.notify_worker(start["ack_channel"])
+            # The worker stops after at most a window of chunks, then ends
+            # the stream with a final chunk or an http.disconnect.
+            while True:
+                message = await asyncio.wait_for(
+                    self.layer.receive(start["body_channel"]), self.timeout
+                )
+                if message.get("type") != "http.response.body" or not message.get(
+                    "more_body"
+                ):
+                    return
+        except (asyncio.TimeoutError, ChannelError, KeyError, TypeError):
+            return
+
+    async def notify_disconnect(self, reply_channel, path):
+        """Tell consumers that track connections that a client left."""
+        try:
+            await self.sends.send(
+                self.layer,
+                HTTP_DISCONNECT_CHANNEL,
+                disconnect_message(reply_channel, path),
+                self.timeout,
+                control=True,
             )
-        except ChannelError:
-            # Best effort: the notice only informs consumers that track
-            # connections.
-            pass
+        except ChannelFull:
+            logger.warning("Lost the disconnect notice of a request to %s.", path)
 
     async def send_error(self, send, status, text):
         body = ("%d %s: %s\n" % (status, _REASONS.get(status, ""), text)).encode()

@@ -91,6 +91,15 @@ class HTTPResponseAckMessage(TypedDict):
     type: Literal["http.response.ack"]
 
 
+class HTTPResponseProgressMessage(TypedDict):
+    """
+    On the ack_channel: the client still reads the current chunk, slowly.
+    The worker's stream timeout starts again; the window does not move.
+    """
+
+    type: Literal["http.response.progress"]
+
+
 class HTTPResponseBodyMessage(TypedDict):
     """A further chunk of a response body, on the response's body_channel."""
 

@@ -10,8 +10,10 @@ no locks, and pushes back on a client that sends faster than it is served.
 A frame whose acknowledgement never comes (its worker died) closes the socket
 with 1011 after ack_timeout: a lost message never stalls a socket forever.
 
+A full connect or receive channel makes the relay wait for room (for up to
+CHANNEL_QUEUE_TIMEOUT), reading nothing more from that client meanwhile.
 Failures close the socket with the RFC 6455 code that says why: 1009 for an
-oversized frame, 1013 (try again later) when the receive channel is full,
+oversized frame, 1013 (try again later) when the receive channel stayed full,
 1011 for a missing acknowledgement, 1000 after the idle timeout.
 """
 
@@ -100,7 +102,13 @@ class WebSocketRelay:
         reply_channel = await self.layer.new_channel(WEBSOCKET_SEND_PREFIX)
         self.connect = websocket_connect_message(self.scope, reply_channel)
         try:
-            await self.layer.send(WEBSOCKET_CONNECT_CHANNEL, self.connect)
+            await interface.sends.send(
+                self.layer,
+                WEBSOCKET_CONNECT_CHANNEL,
+                self.connect,
+                interface.queue_timeout,
+                size=sum(len(n) + len(v) for n, v in self.scope.get("headers", ())),
+            )
         except ChannelError as e:
             logger.warning("WebSocket to %s refused: %s", self.path, e)
             await self.refuse(503 if isinstance(e, ChannelFull) else e.status_code)
@@ -189,7 +197,15 @@ class WebSocketRelay:
             self._ack = asyncio.get_running_loop().create_future()
             frame = websocket_receive_message(self.connect, self.seq, text, data)
             try:
-                await self.layer.send(WEBSOCKET_RECEIVE_CHANNEL, frame)
+                # While the channel is full, the next frame is not read: the
+                # client's TCP window closes behind it.
+                await interface.sends.send(
+                    self.layer,
+                    WEBSOCKET_RECEIVE_CHANNEL,
+                    frame,
+                    interface.queue_timeout,
+                    size=size,
+                )
             except ChannelError as e:
                 logger.warning("WebSocket to %s closed: %s", self.path, e)
                 await self.close(CLOSE_TRY_AGAIN_LATER)
@@ -234,11 +250,18 @@ class WebSocketRelay:
                 await asyncio.Future()
 
     async def notify_disconnect(self, code):
-        """Tell workers the socket closed, after its last frame."""
+        """
+        Tell workers the socket closed, after its last frame. The notice is
+        never dropped for capacity: it waits for room for as long as the
+        socket's state (its group memberships, its channel session) lasts.
+        """
         try:
-            await self.layer.send(
+            await self.interface.sends.send(
+                self.layer,
                 WEBSOCKET_DISCONNECT_CHANNEL,
                 websocket_disconnect_message(self.connect, code, self.seq),
+                self.layer.group_expiry,
+                control=True,
             )
         except ChannelError as e:
             logger.warning("Lost the disconnect of a WebSocket: %s", e)

@@ -13,7 +13,8 @@ import logging
 from django.urls import Resolver404
 
 from django_fork.channels.codecs import validate_websocket_message
-from django_fork.channels.exceptions import ChannelError, InvalidMessage
+from django_fork.channels.exceptions import InvalidMessage
+from django_fork.channels.flow import send_control
 
 logger = logging.getLogger("django_fork.channels.websockets")
 
@@ -78,7 +79,17 @@ class WebSocketDispatcher:
                 await self.reply(message, {"type": "websocket.close", "code": 1011})
 
     async def reply(self, message, answer):
-        try:
-            await self.layer.send(message["reply_channel"], answer)
-        except ChannelError as e:
-            logger.warning("Could not answer a WebSocket event: %s", e)
+        """
+        Answer on the socket's reply channel. The answer (an acknowledgement,
+        an accept, a close) is a control message: it waits for room while a
+        broadcast fills the channel, for as long as the interface would wait
+        for it.
+        """
+        delivered = await send_control(
+            self.layer, message["reply_channel"], answer, self.worker.stream_timeout
+        )
+        if not delivered:
+            logger.warning(
+                "Could not answer a WebSocket event on %s: the channel stayed full.",
+                message["reply_channel"],
+            )

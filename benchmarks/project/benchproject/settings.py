@@ -11,6 +11,8 @@ between setups:
   RedisChannelLayer with BENCH_FORK=1, channels_redis with BENCH_PEER=1.
   Without it, django_fork uses its default in-memory layer.
 - BENCH_HTTP_TIMEOUT: seconds the interface waits for a worker (default 60).
+- BENCH_IMPOLITE=1 (with BENCH_FORK=1): the views and consumer of the
+  impolite-client drills (benchproject/impolite.py).
 """
 
 import os
@@ -42,6 +44,32 @@ LOGGING = {
 }
 
 CHANNEL_HTTP_TIMEOUT = float(os.environ.get("BENCH_HTTP_TIMEOUT", "60"))
+# big_upload.py sends 1 GiB through the channel path.
+CHANNEL_MAX_REQUEST_BODY_SIZE = None
+
+IMPOLITE = FORK and os.environ.get("BENCH_IMPOLITE") == "1"
+if IMPOLITE:
+    # The impolite-client drills: their views, and a WebSocket consumer
+    # with a channel session in the cache (Redis with a Redis layer, else in
+    # memory).
+    CHANNEL_ROUTING = "benchproject.impolite"
+    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    INSTALLED_APPS.append("django.contrib.sessions")
+    if REDIS_URL:
+        CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": REDIS_URL,
+            }
+        }
+    else:
+        # Room for a session per socket of the drills (the default is 300).
+        CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                "OPTIONS": {"MAX_ENTRIES": 100000},
+            }
+        }
 
 if FORK and REDIS_URL:
     CHANNEL_LAYERS = {

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.urls import path
 
 from . import views
@@ -9,3 +10,8 @@ urlpatterns = [
     path("stream-upload/", views.stream_upload),
     path("echo/", views.echo),
 ]
+
+if settings.IMPOLITE:
+    from .impolite import urlpatterns as impolite_urlpatterns
+
+    urlpatterns += impolite_urlpatterns

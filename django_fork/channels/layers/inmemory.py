@@ -81,6 +81,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._delay_wakeup = threading.Condition(self._lock)
         self._delay_thread = None
         self._next_sweep = time.monotonic() + min(self.expiry, 1.0)
+        # Drops expired messages while any are queued, even when nothing is
+        # sent (sends sweep too): an abandoned message is freed when it
+        # expires, not when traffic next comes.
+        self._sweeper = None
 
     # Internals; all of them run with self._lock held.
 
@@ -111,7 +115,25 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if len(queue) >= self.get_capacity(channel):
                 self._counter(channel).full(now)
                 raise ChannelFull(channel)
+            # Dropping the expired messages may have dropped the queue.
+            queue = self._queues.setdefault(channel, queue)
         queue.append((now + self.expiry, message))
+        if self._sweeper is None:
+            self._sweeper = threading.Thread(
+                target=self._sweep_while_queued,
+                name="django-fork-inmemory-sweep",
+                daemon=True,
+            )
+            self._sweeper.start()
+
+    def _sweep_while_queued(self):
+        while True:
+            time.sleep(min(self.expiry, 1.0))
+            with self._lock:
+                self._sweep(time.monotonic())
+                if not self._queues:
+                    self._sweeper = None
+                    return
 
     def _take(self, channels, consumer, now):
         """Return (channel, message) from the first non-empty channel."""

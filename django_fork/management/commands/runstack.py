@@ -15,6 +15,60 @@ from django_fork.channels.worker import Worker
 
 logger = logging.getLogger("django_fork.channels.stack")
 
+#: The default of --max-header-size: the request line and headers (64 KiB).
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+
+
+def http_protocol(max_header_size):
+    """
+    Return uvicorn's "http" option and its keyword options for a server
+    that refuses a request line and headers larger than max_header_size.
+
+    h11 has a limit of its own (h11_max_incomplete_event_size); httptools
+    has none, so its protocol is wrapped to count what arrives before the
+    end of the headers.
+    """
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "h11", {"h11_max_incomplete_event_size": max_header_size}
+
+    class LimitedHttpToolsProtocol(HttpToolsProtocol):
+        """Answer 431 to a request whose head passes max_header_size."""
+
+        _in_head = True
+        _head_bytes = 0
+
+        def data_received(self, data):
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            # One read (at most 256 KiB) past the bound at the most.
+            if self._in_head and self._head_bytes > max_header_size:
+                self._in_head = False
+                logger.warning(
+                    "Refused a request whose headers are over %d bytes.",
+                    max_header_size,
+                )
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-type: text/plain; charset=utf-8\r\n"
+                    b"content-length: 36\r\nconnection: close\r\n\r\n"
+                    b"431 Request Header Fields Too Large\n"
+                )
+                self.transport.close()
+
+        def on_headers_complete(self):
+            self._in_head = False
+            self._head_bytes = 0
+            super().on_headers_complete()
+
+        def on_message_complete(self):
+            self._in_head = True
+            super().on_message_complete()
+
+    return LimitedHttpToolsProtocol, {}
+
 
 class StackServer(uvicorn.Server):
     """
@@ -89,6 +143,13 @@ class Command(BaseCommand):
             "(default: %(default)s).",
         )
         parser.add_argument(
+            "--max-header-size",
+            type=int,
+            default=DEFAULT_MAX_HEADER_SIZE,
+            help="The largest request line and headers, in bytes, a request "
+            "may have; larger ones get 431 (default: %(default)s).",
+        )
+        parser.add_argument(
             "--loop",
             choices=LOOP_CHOICES,
             default="auto",
@@ -113,8 +174,11 @@ class Command(BaseCommand):
             layer_alias=options["layer"], timeout=options["timeout"]
         )
         worker = Worker(layer, threads=options["workers"])
+        http, http_options = http_protocol(options["max_header_size"])
         config = uvicorn.Config(
             app,
+            http=http,
+            **http_options,
             host=host,
             port=port,
             lifespan="off",

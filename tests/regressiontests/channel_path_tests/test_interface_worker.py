@@ -208,12 +208,73 @@ class ChannelPathTests(SimpleTestCase):
 class InterfaceErrorTests(SimpleTestCase):
     @override_settings(CHANNEL_LAYERS=layers(channel_capacity={"http.request": 1}))
     async def test_full_channel_is_503(self):
-        """A full request channel answers 503 at once."""
+        """A request channel that stays full for the queue timeout: 503."""
         layer = get_channel_layer()
         await layer.send("http.request", {"type": "filler"})
-        status, _, body = await request(InterfaceApplication(), path="/hello/")
+        with self.assertLogs("django_fork.channels.interface", logging.WARNING) as cm:
+            status, _, body = await request(
+                InterfaceApplication(queue_timeout=0.2), path="/hello/"
+            )
         self.assertEqual(status, 503)
         self.assertIn(b"busy", body)
+        self.assertIn("1 gave up", cm.output[0])
+        self.assertGreater(
+            (await layer.stats(["http.request"]))["http.request"]["full"], 0
+        )
+
+    @override_settings(CHANNEL_LAYERS=layers(channel_capacity={"http.request": 1}))
+    async def test_full_channel_waits_for_room(self):
+        """A full request channel makes the request wait, not fail."""
+        layer = get_channel_layer()
+        await layer.send("http.request", {"type": "filler"})
+        app = InterfaceApplication(queue_timeout=10)
+        with self.assertLogs("django_fork.channels.interface", logging.WARNING) as cm:
+            answer = asyncio.ensure_future(request(app, path="/hello/", timeout=10))
+            await asyncio.sleep(0.3)
+            self.assertEqual(app.sends.waiting("http.request"), 1)
+            self.assertFalse(answer.done())
+            # A worker drains the channel (dropping the filler): room.
+            with self.assertLogs("django_fork.channels.http", logging.WARNING):
+                async with running_worker(layer):
+                    status, _, body = await answer
+        self.assertEqual((status, body), (200, b"Hello, world!"))
+        self.assertIn("1 sends waited", cm.output[0])
+
+    @override_settings(CHANNEL_LAYERS=layers(channel_capacity={"http.request": 1}))
+    async def test_waiting_requests_keep_their_order(self):
+        """Requests that wait for room are sent in the order they came."""
+        layer = get_channel_layer()
+        await layer.send("http.request", {"type": "filler"})
+        app = InterfaceApplication(queue_timeout=10)
+        communicators = []
+        for i in range(5):
+            communicator = ApplicationCommunicator(
+                app, http_scope(path="/hello/", query_string=b"name=%d" % i)
+            )
+            await send_body(communicator, b"")
+            communicators.append(communicator)
+            await asyncio.sleep(0.01)
+        self.assertEqual(app.sends.waiting("http.request"), 5)
+        with self.assertLogs("django_fork.channels.interface", logging.WARNING):
+            names = []
+            for _ in range(6):
+                message = await asyncio.wait_for(layer.receive("http.request"), 5)
+                names.append(message.get("query_string"))
+        self.assertEqual(names, [None] + [b"name=%d" % i for i in range(5)])
+        for communicator in communicators:
+            await communicator.send_input({"type": "http.disconnect"})
+            await communicator.wait(2)
+
+    @override_settings(CHANNEL_LAYERS=layers(channel_capacity={"http.request": 1}))
+    async def test_buffer_bound_is_503_at_once(self):
+        """Past the interface's buffer bound, a request is refused at once."""
+        layer = get_channel_layer()
+        await layer.send("http.request", {"type": "filler"})
+        app = InterfaceApplication(queue_timeout=10, buffer_size=10)
+        status, _, _ = await asyncio.wait_for(
+            request(app, path="/hello/", headers=[(b"x-pad", b"x" * 20)]), 2
+        )
+        self.assertEqual(status, 503)
 
     @override_settings(CHANNEL_LAYERS=layers())
     async def test_no_worker_is_504(self):
@@ -246,21 +307,22 @@ class InterfaceErrorTests(SimpleTestCase):
         self.assertEqual((status, json.loads(body)), (200, {"length": 8192}))
 
     @override_settings(CHANNEL_LAYERS=layers())
-    async def test_stalled_upload_is_504(self):
-        """A body that stops arriving for the timeout gets 504."""
+    async def test_stalled_upload_is_408(self):
+        """A body that stops arriving gets 408; no worker saw it."""
+        layer = get_channel_layer()
         app = InterfaceApplication(timeout=0.3, chunk_size=1024)
         communicator = ApplicationCommunicator(
             app, http_scope(method="POST", path="/body-length/")
         )
-        async with running_worker(get_channel_layer()):
-            await communicator.send_input(
-                {"type": "http.request", "body": b"x" * 2048, "more_body": True}
-            )
-            with self.assertLogs("django_fork.channels.interface", logging.WARNING):
-                status, _, _ = await read_response(communicator)
-            await communicator.send_input({"type": "http.disconnect"})
-            await communicator.wait(2)
-        self.assertEqual(status, 504)
+        await communicator.send_input(
+            {"type": "http.request", "body": b"x" * 2048, "more_body": True}
+        )
+        status, _, _ = await read_response(communicator)
+        await communicator.wait(2)
+        self.assertEqual(status, 408)
+        self.assertEqual(
+            (await layer.stats(["http.request"]))["http.request"]["sent"], 0
+        )
 
     @override_settings(
         CHANNEL_LAYERS={
@@ -301,8 +363,11 @@ class InterfaceErrorTests(SimpleTestCase):
         )
 
     @override_settings(CHANNEL_LAYERS=layers())
-    async def test_disconnect_during_upload_reaches_worker(self):
-        """A client leaving mid-upload makes the worker drop the request."""
+    async def test_disconnect_during_upload_reaches_no_worker(self):
+        """
+        The interface takes in the whole body before a worker is involved: a
+        client leaving mid-upload never reaches one.
+        """
         layer = get_channel_layer()
         communicator = ApplicationCommunicator(
             InterfaceApplication(chunk_size=1024),
@@ -311,17 +376,12 @@ class InterfaceErrorTests(SimpleTestCase):
         await communicator.send_input(
             {"type": "http.request", "body": b"x" * 3000, "more_body": True}
         )
-        message = await asyncio.wait_for(layer.receive("http.request"), 2)
-        self.assertTrue(message["more_body"])
+        await asyncio.sleep(0.1)
         await communicator.send_input({"type": "http.disconnect"})
-        chunks = []
-        while True:
-            chunk = await asyncio.wait_for(layer.receive(message["body_channel"]), 2)
-            chunks.append(chunk["type"])
-            if chunk["type"] == "http.disconnect":
-                break
-        self.assertEqual(chunks[-1], "http.disconnect")
         await communicator.wait(2)
+        self.assertEqual(
+            (await layer.stats(["http.request"]))["http.request"]["sent"], 0
+        )
 
 
 @override_settings(ROOT_URLCONF="channel_path_tests.urls", CHANNEL_LAYERS=layers())

@@ -15,4 +15,7 @@ urlpatterns = [
     path("slow/", views.slow),
     path("boom/", views.boom),
     path("endless/", views.endless),
+    path("late-stream/", views.late_stream),
+    path("stream-boom/", views.stream_boom),
+    path("sized/", views.sized),
 ]

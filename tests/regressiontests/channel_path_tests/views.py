@@ -120,3 +120,35 @@ def endless(request):
             events.append("endless closed")
 
     return StreamingHttpResponse(parts())
+
+
+def late_stream(request):
+    """Think before the first part, then stream slowly; record the close."""
+
+    def parts():
+        try:
+            threading.Event().wait(float(request.GET.get("think", 0.2)))
+            for n in range(1000):
+                yield b"part %d\n" % n
+                threading.Event().wait(0.01)
+        finally:
+            events.append("late stream closed")
+
+    return StreamingHttpResponse(parts())
+
+
+def stream_boom(request):
+    """Stream ?after= parts, then raise."""
+
+    def parts():
+        for n in range(int(request.GET.get("after", 0))):
+            yield b"part %d\n" % n
+        raise ValueError("boom mid-stream")
+
+    return StreamingHttpResponse(parts())
+
+
+def sized(request):
+    """A body of ?size= bytes, a pattern that a truncation would break."""
+    size = int(request.GET["size"])
+    return HttpResponse((b"0123456789abcdef" * (size // 16 + 1))[:size])

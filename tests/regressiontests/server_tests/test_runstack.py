@@ -2,6 +2,7 @@
 
 import json
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,49 @@ class RunstackTests(WebSocketOverSocketsMixin, SimpleTestCase):
         with ThreadPoolExecutor(8) as pool:
             bodies = list(pool.map(get, range(200)))
         self.assertEqual(bodies, [b"Hello, %d!" % i for i in range(200)])
+
+    def test_header_limit(self):
+        """A request line and headers over --max-header-size get 431."""
+        with socket.create_connection(("127.0.0.1", self.port), 10) as client:
+            client.sendall(b"GET /hello/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            try:
+                for _ in range(40):
+                    client.sendall(b"X-Big: " + b"x" * 16384 + b"\r\n")
+            except OSError:
+                # The server closed the connection while the client sent.
+                pass
+            answer = client.recv(1024)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431 "), answer)
+        # Headers under the limit are served.
+        status, _, _ = self.server.request(
+            "GET", "/hello/", headers={"X-Big": "x" * 30000}
+        )
+        self.assertEqual(status, 200)
+
+    def test_burst_is_queued_not_refused(self):
+        """More concurrent requests than the request channel holds: all 200."""
+        with ThreadPoolExecutor(150) as pool:
+            statuses = list(
+                pool.map(
+                    lambda i: self.server.request("GET", "/slow/?seconds=0.01")[0],
+                    range(300),
+                )
+            )
+        self.assertEqual(statuses, [200] * 300)
+
+    def test_client_leaving_before_the_first_byte_frees_workers(self):
+        """Clients that close before their stream starts hold no worker."""
+        for _ in range(6):
+            client = socket.create_connection(("127.0.0.1", self.port), 10)
+            client.sendall(
+                b"GET /late-stream/?think=0.1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            )
+            client.close()
+        time.sleep(0.5)
+        started = time.monotonic()
+        status, _, _ = self.server.request("GET", "/hello/", timeout=10)
+        self.assertEqual(status, 200)
+        self.assertLess(time.monotonic() - started, 5)
 
 
 class RunstackShutdownTests(SimpleTestCase):

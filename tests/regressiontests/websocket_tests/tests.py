@@ -251,7 +251,7 @@ class WebSocketSecurityTests(SimpleTestCase):
         layer = get_channel_layer()
         await layer.send("websocket.connect", {"type": "filler"})
         socket = Socket(
-            InterfaceApplication(),
+            InterfaceApplication(queue_timeout=0.2),
             "/ws/echo/",
             extensions={"websocket.http.response": {}},
         )
@@ -264,7 +264,7 @@ class WebSocketSecurityTests(SimpleTestCase):
     @override_settings(CHANNEL_LAYERS=layers(channel_capacity={"websocket.receive": 1}))
     async def test_full_receive_channel_closes_1013(self):
         layer = get_channel_layer()
-        socket = Socket(InterfaceApplication(), "/ws/echo/")
+        socket = Socket(InterfaceApplication(queue_timeout=0.2), "/ws/echo/")
         await socket.communicator.send_input({"type": "websocket.connect"})
         connect = await asyncio.wait_for(layer.receive("websocket.connect"), 2)
         await layer.send(connect["reply_channel"], {"type": "websocket.accept"})
