@@ -165,6 +165,7 @@ OVERLAY_ONLY = {
     "django_fork/apps.py": "the overlay's AppConfig; Django needs none",
     "django_fork/core/__init__.py": "exists in Django",
     "django_fork/core/handlers/__init__.py": "exists in Django",
+    "django_fork/core/checks/__init__.py": "exists in Django",
     "django_fork/management/__init__.py": "exists in Django",
     "django_fork/management/commands/__init__.py": "exists in Django",
     "django_fork/contrib/__init__.py": "exists in Django",
@@ -456,6 +457,27 @@ PATCHES = [
         test_requirements=["hypothesis"],
         release_note=None,
     ),
+    Patch(
+        subject="Added system checks for the channel settings.",
+        body="""
+        A mistake in CHANNEL_LAYERS, CHANNEL_ROUTING or the CHANNEL_* sizes
+        and timeouts was a traceback from the first request or from a
+        server's start. Each is now a system check message under the new
+        "channels" tag (channels.E001 to E010, W001), with the offending
+        value and a hint, so manage.py check and every command that runs
+        checks report it. exit_on_errors() turns the same messages into one
+        line each for ASGI servers, which run no management command.
+        """,
+        files=[
+            "django_fork/core/checks/channels.py",
+            "tests/regressiontests/check_tests/*",
+            "docs/ref/channel-checks.txt",
+        ],
+        release_note="""
+        New system checks under the ``channels`` tag report mistakes in the
+        channel settings; see :doc:`/ref/channel-checks`.
+        """,
+    ),
 ]
 
 # Defaults of the channel settings in django/conf/global_settings.py: name ->
@@ -556,6 +578,26 @@ class DropDef:
 
 
 ADAPTATIONS = [
+    # Django's check modules register with a member of Tags, which the
+    # series extends (edit_checks).
+    Adapt(
+        "django_fork/core/checks/channels.py",
+        "from django.core.checks import Error, Warning, register, run_checks",
+        "from django.core.checks import Error, Tags, Warning, register, run_checks",
+        "the channels tag is a member of Tags in Django",
+    ),
+    Adapt(
+        "django_fork/core/checks/channels.py",
+        'TAG = "channels"',
+        "TAG = Tags.channels",
+        "the channels tag is a member of Tags in Django",
+    ),
+    Adapt(
+        "tests/regressiontests/check_tests/bad_settings.py",
+        'INSTALLED_APPS = ["django_fork"]',
+        "INSTALLED_APPS = []",
+        "there is no django_fork app: the checks are core checks",
+    ),
     # Test apps sit one directory higher: tests/<app> instead of
     # tests/regressiontests/<app>.
     Adapt(
@@ -1974,6 +2016,25 @@ def edit_test_requirements(repo, step, ctx):
     write(repo, path, "\n".join(lines) + "\n")
 
 
+def edit_checks(repo, step, ctx):
+    """Add the channels tag and import the channel checks' module."""
+    if step < ctx["owner"]["django_fork/core/checks/channels.py"]:
+        return
+    path = "django/core/checks/registry.py"
+    text = base_text(path)
+    anchor = '    caches = "caches"\n'
+    if anchor not in text:
+        raise Error("%s: no caches tag to add the channels tag after" % path)
+    write(repo, path, text.replace(anchor, anchor + '    channels = "channels"\n', 1))
+    path = "django/core/checks/__init__.py"
+    text = base_text(path)
+    anchor = "import django.core.checks.caches  # NOQA isort:skip\n"
+    if anchor not in text:
+        raise Error("%s: no caches import to add the channels one after" % path)
+    line = "import django.core.checks.channels  # NOQA isort:skip\n"
+    write(repo, path, text.replace(anchor, anchor + line, 1))
+
+
 # Run at every step, in this order; each brings its file to the state after
 # that step. The signals receiver comes with patch 1 (the CHANNEL_LAYERS
 # registry), AUTHORS with the first patch too.
@@ -1988,6 +2049,7 @@ EDITS = [
     (1, edit_django_admin_doc),
     (1, edit_doc_indexes),
     (1, edit_test_requirements),
+    (1, edit_checks),
 ]
 
 
