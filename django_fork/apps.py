@@ -6,9 +6,8 @@ class DjangoForkConfig(AppConfig):
     verbose_name = "Channels"
 
     def ready(self):
-        # Reset channel layers on setting_changed, as django.test.signals
-        # does for caches in the patched tree.
-        # Register the channel settings' system checks, as Django's
-        # django.core.checks imports its check modules in the patched tree.
+        # In the patched tree, django.test.signals resets channel layers on
+        # setting_changed as it does caches, and django.core.checks imports
+        # the channel settings' checks as it does its other check modules.
         from django_fork.core.checks import channels  # NOQA
         from django_fork.test import signals  # NOQA
