@@ -166,6 +166,11 @@ OVERLAY_ONLY = {
     "django_fork/core/__init__.py": "exists in Django",
     "django_fork/core/handlers/__init__.py": "exists in Django",
     "django_fork/core/checks/__init__.py": "exists in Django",
+    "django_fork/core/servers/__init__.py": "exists in Django",
+    "django_fork/management/commands/runserver.py": (
+        "the overlay's runserver; the series changes Django's runserver and "
+        "staticfiles' (edit_runserver)"
+    ),
     "django_fork/management/__init__.py": "exists in Django",
     "django_fork/management/commands/__init__.py": "exists in Django",
     "django_fork/contrib/__init__.py": "exists in Django",
@@ -175,6 +180,9 @@ OVERLAY_ONLY = {
 
 # Overlay files that are not part of the series, and why.
 NOT_IN_SERIES = {
+    "tests/regressiontests/check_tests/test_app_order.py": (
+        "tests the overlay app's check of INSTALLED_APPS order"
+    ),
     "tests/regressiontests/server_tests/test_demo.py": (
         "tests example/, which is not part of the series"
     ),
@@ -458,6 +466,26 @@ PATCHES = [
         release_note=None,
     ),
     Patch(
+        subject="Made runserver serve the channel path.",
+        body="""
+        A project with CHANNEL_ROUTING (or runserver --channels) gets its
+        WebSockets and channel consumers from the development server, with
+        the autoreloader, static files in DEBUG and the usual request log:
+        uvicorn hosts the interface application and worker threads serve
+        the default channel layer, in-memory unless configured otherwise.
+        Without the opt-in runserver is unchanged and imports nothing of the
+        channel path.
+        """,
+        files=[
+            "django_fork/core/servers/channel.py",
+            "tests/regressiontests/server_tests/test_runserver.py",
+        ],
+        release_note="""
+        :djadmin:`runserver` serves the channel path, WebSockets included,
+        when :setting:`CHANNEL_ROUTING` is set or with ``--channels``.
+        """,
+    ),
+    Patch(
         subject="Added system checks for the channel settings.",
         body="""
         A mistake in CHANNEL_LAYERS, CHANNEL_ROUTING or the CHANNEL_* sizes
@@ -470,7 +498,10 @@ PATCHES = [
         """,
         files=[
             "django_fork/core/checks/channels.py",
-            "tests/regressiontests/check_tests/*",
+            "tests/regressiontests/check_tests/__init__.py",
+            "tests/regressiontests/check_tests/bad_settings.py",
+            "tests/regressiontests/check_tests/routing.py",
+            "tests/regressiontests/check_tests/tests.py",
             "docs/ref/channel-checks.txt",
         ],
         release_note="""
@@ -578,6 +609,12 @@ class DropDef:
 
 
 ADAPTATIONS = [
+    Adapt(
+        "tests/regressiontests/server_tests/test_runserver.py",
+        'CHANNEL_APPS = ["django_fork"]',
+        "CHANNEL_APPS = []",
+        "there is no django_fork app: runserver is Django's",
+    ),
     # Django's check modules register with a member of Tags, which the
     # series extends (edit_checks).
     Adapt(
@@ -2035,6 +2072,107 @@ def edit_checks(repo, step, ctx):
     write(repo, path, text.replace(anchor, anchor + line, 1))
 
 
+# The runserver hunks of the patch that makes it serve the channel path.
+RUNSERVER_OPTION = """\
+        parser.add_argument(
+            "--channels",
+            action="store_true",
+            dest="use_channels",
+            help="Serve the channel path (interface and worker threads), as "
+            "when CHANNEL_ROUTING is set.",
+        )
+"""
+RUNSERVER_METHODS = '''
+    def use_channels(self, options):
+        """Return whether to serve the channel path rather than WSGI."""
+        return options["use_channels"] or bool(settings.CHANNEL_ROUTING)
+
+    def get_channel_application(self, *args, **options):
+        """Return the interface application for the channel runner."""
+        from django.channels.interface import InterfaceApplication
+
+        return InterfaceApplication()
+'''
+RUNSERVER_RUN = """\
+            if self.use_channels(options):
+                from django.core.servers.channel import run as run_channels
+
+                run_channels(
+                    self.addr,
+                    int(self.port),
+                    self.get_channel_application(*args, **options),
+                    ipv6=self.use_ipv6,
+                    threads=4 if threading else 1,
+                    on_bind=self.on_channel_bind,
+                )
+            else:
+                handler = self.get_handler(*args, **options)
+                run(
+                    self.addr,
+                    int(self.port),
+                    handler,
+                    ipv6=self.use_ipv6,
+                    threading=threading,
+                    on_bind=self.on_bind,
+                    server_cls=self.server_cls,
+                )
+"""
+RUNSERVER_BIND = """
+    def on_channel_bind(self, server_port):
+        self.on_bind(server_port)
+        self.stdout.write(
+            "Serving the channel path: the interface and worker threads on "
+            "the default channel layer."
+        )
+"""
+STATICFILES_METHOD = '''
+    def get_channel_application(self, *args, **options):
+        """
+        Return the interface application, serving static files when
+        get_handler() would.
+        """
+        application = super().get_channel_application(*args, **options)
+        use_static_handler = options["use_static_handler"]
+        insecure_serving = options["insecure_serving"]
+        if use_static_handler and (settings.DEBUG or insecure_serving):
+            return ASGIStaticFilesHandler(application)
+        return application
+'''
+
+
+def replace_once(path, text, old, new):
+    if text.count(old) != 1:
+        raise Error("%s: the text to change is not there once: %r" % (path, old))
+    return text.replace(old, new)
+
+
+def edit_runserver(repo, step, ctx):
+    """Make runserver (and staticfiles' override) serve the channel path."""
+    if step < ctx["owner"]["django_fork/core/servers/channel.py"]:
+        return
+    path = "django/core/management/commands/runserver.py"
+    text = base_text(path)
+    anchor = (
+        '            help="Tells Django to NOT use the auto-reloader.",\n        )\n'
+    )
+    text = replace_once(path, text, anchor, anchor + RUNSERVER_OPTION)
+    anchor = "        return get_internal_wsgi_application()\n"
+    text = replace_once(path, text, anchor, anchor + RUNSERVER_METHODS)
+    start = text.index("            handler = self.get_handler(*args, **options)\n")
+    end = text.index("            )\n", start) + len("            )\n")
+    text = text[:start] + RUNSERVER_RUN + text[end:]
+    write(repo, path, text.rstrip("\n") + "\n" + RUNSERVER_BIND)
+    path = "django/contrib/staticfiles/management/commands/runserver.py"
+    text = replace_once(
+        path,
+        base_text(path),
+        "from django.contrib.staticfiles.handlers import StaticFilesHandler\n",
+        "from django.contrib.staticfiles.handlers import (\n"
+        "    ASGIStaticFilesHandler,\n    StaticFilesHandler,\n)\n",
+    )
+    write(repo, path, text.rstrip("\n") + "\n" + STATICFILES_METHOD)
+
+
 # Run at every step, in this order; each brings its file to the state after
 # that step. The signals receiver comes with patch 1 (the CHANNEL_LAYERS
 # registry), AUTHORS with the first patch too.
@@ -2050,6 +2188,7 @@ EDITS = [
     (1, edit_doc_indexes),
     (1, edit_test_requirements),
     (1, edit_checks),
+    (1, edit_runserver),
 ]
 
 

@@ -27,12 +27,14 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
+    # First: its runserver (which serves the channel path) must win over
+    # django.contrib.staticfiles' own.
+    "django_fork",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_fork",
     "shop",
     "chat",
 ]
