@@ -380,6 +380,7 @@ PATCHES = [
             "tests/regressiontests/server_tests/settings.py",
             "tests/regressiontests/server_tests/test_commands.py",
             "tests/regressiontests/server_tests/test_runstack.py",
+            "tests/regressiontests/server_tests/test_runstack_reload.py",
             "tests/regressiontests/wsgi_path_tests/*",
         ],
         commands=["runstack", "runworker"],
