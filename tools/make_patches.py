@@ -611,6 +611,19 @@ class DropDef:
 
 ADAPTATIONS = [
     Adapt(
+        "docs/topics/channels.txt",
+        """.. admonition:: With the ``django_fork`` app
+
+    Django takes a command from the first installed app that has it, so put
+    ``"django_fork"`` before ``"django.contrib.staticfiles"`` in
+    :setting:`INSTALLED_APPS`; the ``channels.W002`` check warns otherwise
+    (see :doc:`/ref/channel-checks`).
+
+""",
+        "",
+        "runserver is Django's own: no app order to mind",
+    ),
+    Adapt(
         "tests/regressiontests/server_tests/test_runserver.py",
         'CHANNEL_APPS = ["django_fork"]',
         "CHANNEL_APPS = []",
