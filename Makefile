@@ -61,7 +61,8 @@ test: $(STAMP)
 	$(VENV_PYTHON) runtests.py --parallel $(PARALLEL) $(ARGS)
 
 demo: $(STAMP)
-	cd example && ../$(VENV_PYTHON) manage.py runstack --bind 127.0.0.1:8000 --workers 4
+	cd example && ../$(VENV_PYTHON) manage.py migrate --noinput --verbosity 0 && \
+		../$(VENV_PYTHON) manage.py runstack --bind 127.0.0.1:8000 --workers 4
 
 lint: $(STAMP)
 	$(VENV)/bin/black --check $(LINT_PATHS)
