@@ -180,6 +180,9 @@ OVERLAY_ONLY = {
 
 # Overlay files that are not part of the series, and why.
 NOT_IN_SERIES = {
+    "tests/regressiontests/server_tests/test_demo_chat.py": (
+        "tests example/, which is not part of the series"
+    ),
     "tests/regressiontests/check_tests/test_app_order.py": (
         "tests the overlay app's check of INSTALLED_APPS order"
     ),
