@@ -175,11 +175,15 @@ OVERLAY_ONLY = {
     "django_fork/management/commands/__init__.py": "exists in Django",
     "django_fork/contrib/__init__.py": "exists in Django",
     "django_fork/contrib/sessions/__init__.py": "exists in Django",
+    "django_fork/contrib/staticfiles/__init__.py": "exists in Django",
     "tests/regressiontests/urls.py": "Django's tests/urls.py is the same",
 }
 
 # Overlay files that are not part of the series, and why.
 NOT_IN_SERIES = {
+    "tests/regressiontests/server_tests/test_whitenoise.py": (
+        "tests a third-party middleware (WhiteNoise) in the workers"
+    ),
     "tests/regressiontests/server_tests/test_demo_chat.py": (
         "tests example/, which is not part of the series"
     ),
@@ -365,6 +369,26 @@ PATCHES = [
         """,
     ),
     Patch(
+        subject="Added StaticRootApplication, serving STATIC_ROOT over ASGI.",
+        body="""
+        On the channel path a static file would cross the layer twice for
+        nothing. StaticRootApplication wraps an ASGI application and answers
+        GET and HEAD under STATIC_URL from STATIC_ROOT on the event loop:
+        ETag and Last-Modified with 304s, single byte ranges, precompressed
+        .br and .gz files, and nothing outside STATIC_ROOT. Everything else
+        goes to the wrapped application.
+        """,
+        files=[
+            "django_fork/contrib/staticfiles/asgi.py",
+            "tests/regressiontests/static_tests/*",
+        ],
+        release_note="""
+        ``django.contrib.staticfiles.asgi.StaticRootApplication`` serves
+        ``STATIC_ROOT`` from an ASGI server, in front of the channel
+        interface or any ASGI application.
+        """,
+    ),
+    Patch(
         subject="Added the runstack and runworker management commands.",
         body="""
         runstack runs the whole channel stack in one process: uvicorn
@@ -372,7 +396,8 @@ PATCHES = [
         the in-memory layer, with clean shutdown on SIGTERM. runworker runs
         a worker on a layer shared between processes, with --threads and
         with --only-channels and --exclude-channels to choose the channels
-        it serves.
+        it serves. runstack --static serves STATIC_ROOT from the interface
+        and --reload restarts it when code changes.
         """,
         files=[
             "django_fork/channels/loops.py",
@@ -384,6 +409,7 @@ PATCHES = [
             "tests/regressiontests/server_tests/test_commands.py",
             "tests/regressiontests/server_tests/test_runstack.py",
             "tests/regressiontests/server_tests/test_runstack_reload.py",
+            "tests/regressiontests/server_tests/test_static.py",
             "tests/regressiontests/wsgi_path_tests/*",
         ],
         commands=["runstack", "runworker"],

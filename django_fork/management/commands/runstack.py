@@ -8,6 +8,7 @@ import threading
 
 import uvicorn
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.utils import autoreload
 
@@ -15,6 +16,7 @@ from django_fork.channels.interface import InterfaceApplication
 from django_fork.channels.layers import DEFAULT_CHANNEL_LAYER_ALIAS, channel_layers
 from django_fork.channels.loops import LOOP_CHOICES, resolve_loop, run
 from django_fork.channels.worker import Worker
+from django_fork.contrib.staticfiles.asgi import StaticRootApplication
 
 logger = logging.getLogger("django_fork.channels.stack")
 
@@ -105,6 +107,12 @@ class Command(BaseCommand):
             "when installed.",
         )
         parser.add_argument(
+            "--static",
+            action="store_true",
+            help="Serve STATIC_ROOT at STATIC_URL from the interface, with no "
+            "worker hop (run collectstatic first).",
+        )
+        parser.add_argument(
             "--reload",
             action="store_true",
             help="Restart when a Python file of the project changes, as "
@@ -144,6 +152,11 @@ class Command(BaseCommand):
         app = InterfaceApplication(
             layer_alias=options["layer"], timeout=options["timeout"]
         )
+        if options["static"]:
+            try:
+                app = StaticRootApplication(app)
+            except ImproperlyConfigured as e:
+                raise CommandError(e)
         worker = Worker(layer, threads=options["workers"])
         config = uvicorn.Config(
             app,
