@@ -5,7 +5,9 @@ exchange a message over WebSockets through runstack.
 
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import unittest
 
 from django.test import SimpleTestCase
@@ -55,6 +57,17 @@ class ChatInBrowserTests(SimpleTestCase):
         cls.port = free_port()
         env = environment(DJANGO_SETTINGS_MODULE="demo.settings")
         env["PYTHONPATH"] = os.pathsep.join([EXAMPLE, REPO])
+        # The demo keeps sessions in the database: a fresh one per run.
+        directory = tempfile.TemporaryDirectory(prefix="browser-tests-")
+        cls.addClassCleanup(directory.cleanup)
+        env["DEMO_DATABASE"] = os.path.join(directory.name, "db.sqlite3")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
+            cwd=EXAMPLE,
+            env=env,
+            check=True,
+            timeout=120,
+        )
         cls.server = ServerProcess(
             [
                 sys.executable,
