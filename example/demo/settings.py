@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     # First: its runserver (which serves the channel path) must win over
     # django.contrib.staticfiles' own.
     "django_fork",
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -122,6 +123,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# collectstatic's target, which "runstack --static" serves from the interface.
+STATIC_ROOT = os.environ.get("DEMO_STATIC_ROOT", BASE_DIR / "var" / "static")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
