@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from django.test import SimpleTestCase
 
@@ -22,7 +23,8 @@ SOCKETS = 40
 
 
 class FanoutMixin:
-    def fanout(self, port):
+    def fanout(self, server):
+        port = server.port
         result = subprocess.run(
             [
                 sys.executable,
@@ -40,7 +42,11 @@ class FanoutMixin:
             text=True,
             timeout=300,
         )
-        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(
+            result.returncode,
+            0,
+            result.stdout + result.stderr + server.output,
+        )
         return json.loads(result.stdout)
 
 
@@ -76,7 +82,7 @@ class DemoChatTests(FanoutMixin, SimpleTestCase):
             env=self.env,
         )
         self.addCleanup(server.cleanup)
-        result = self.fanout(port)
+        result = self.fanout(server)
         self.assertEqual((result["sockets"], result["received"]), (SOCKETS, SOCKETS))
         self.assertNotIn("Traceback", server.output)
         self.assertEqual(server.stop(), 0, server.output)
@@ -103,7 +109,16 @@ class DemoRedisChatTests(FanoutMixin, SimpleTestCase):
             env=self.env,
         )
         self.addCleanup(server.cleanup)
-        result = self.fanout(port)
+        # uvicorn listens before the workers serve: wait for a page.
+        deadline = time.monotonic() + 60
+        status = None
+        while status != 200 and time.monotonic() < deadline:
+            try:
+                status = server.request("GET", "/", timeout=30)[0]
+            except OSError:
+                time.sleep(0.5)
+        self.assertEqual(status, 200, server.output)
+        result = self.fanout(server)
         self.assertEqual((result["sockets"], result["received"]), (SOCKETS, SOCKETS))
         self.assertEqual(server.stop(signal.SIGINT), 0, server.output)
         output = server.output
