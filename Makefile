@@ -15,7 +15,7 @@ LINT_PATHS := $(wildcard django_fork tests runtests.py benchmarks example tools)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv .venv test demo lint format coverage clean
+.PHONY: help venv .venv test demo demo-redis lint format coverage clean
 .PHONY: patches patches-check branch upstream-test bisect-check branch-lint \
 	upstream-full
 
@@ -24,6 +24,8 @@ help:
 	@echo "  venv      create $(VENV) and install django-fork[$(EXTRAS)] (editable)"
 	@echo "  test      run the test suite: PARALLEL=$(PARALLEL), ARGS='labels or options'"
 	@echo "  demo      serve example/ on 127.0.0.1:8000 with runstack, 4 workers"
+	@echo "  demo-redis  the same over a private redis-server: uvicorn and"
+	@echo "            two runworker processes"
 	@echo "  lint      black --check, isort --check-only, flake8"
 	@echo "  format    black and isort"
 	@echo "  coverage  run the test suite under coverage and print a report"
@@ -65,7 +67,16 @@ test: $(STAMP)
 	$(VENV_PYTHON) runtests.py --parallel $(PARALLEL) $(ARGS)
 
 demo: $(STAMP)
-	cd example && ../$(VENV_PYTHON) manage.py runstack --bind 127.0.0.1:8000 --workers 4
+	cd example && ../$(VENV_PYTHON) manage.py migrate --noinput --verbosity 0 && \
+		../$(VENV_PYTHON) manage.py runstack --bind 127.0.0.1:8000 --workers 4
+
+# A private redis-server on a free port (never 6379), from Debian's package
+# when missing.
+demo-redis: $(STAMP)
+	@command -v redis-server >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get install -y redis-server; }
+	cd example && ../$(VENV_PYTHON) serve_redis.py --port 8000 --workers 2
 
 lint: $(STAMP)
 	$(VENV)/bin/black --check $(LINT_PATHS)

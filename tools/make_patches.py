@@ -165,15 +165,38 @@ OVERLAY_ONLY = {
     "django_fork/apps.py": "the overlay's AppConfig; Django needs none",
     "django_fork/core/__init__.py": "exists in Django",
     "django_fork/core/handlers/__init__.py": "exists in Django",
+    "django_fork/core/checks/__init__.py": "exists in Django",
+    "django_fork/core/servers/__init__.py": "exists in Django",
+    "django_fork/management/commands/runserver.py": (
+        "the overlay's runserver; the series changes Django's runserver and "
+        "staticfiles' (edit_runserver)"
+    ),
     "django_fork/management/__init__.py": "exists in Django",
     "django_fork/management/commands/__init__.py": "exists in Django",
     "django_fork/contrib/__init__.py": "exists in Django",
     "django_fork/contrib/sessions/__init__.py": "exists in Django",
+    "django_fork/contrib/staticfiles/__init__.py": "exists in Django",
     "tests/regressiontests/urls.py": "Django's tests/urls.py is the same",
 }
 
 # Overlay files that are not part of the series, and why.
 NOT_IN_SERIES = {
+    # The live load page ships with the overlay app for now; its upstream
+    # form (an admin view and template in django.contrib.admin) is to come.
+    "django_fork/channels/loadpage.py": "the overlay app's admin load page",
+    "django_fork/templates/channels/load.html": "the overlay app's load page",
+    "tests/regressiontests/load_page_tests/__init__.py": "tests the load page",
+    "tests/regressiontests/load_page_tests/tests.py": "tests the load page",
+    "tests/regressiontests/load_page_tests/urls.py": "tests the load page",
+    "tests/regressiontests/server_tests/test_whitenoise.py": (
+        "tests a third-party middleware (WhiteNoise) in the workers"
+    ),
+    "tests/regressiontests/server_tests/test_demo_chat.py": (
+        "tests example/, which is not part of the series"
+    ),
+    "tests/regressiontests/check_tests/test_app_order.py": (
+        "tests the overlay app's check of INSTALLED_APPS order"
+    ),
     "tests/regressiontests/server_tests/test_demo.py": (
         "tests example/, which is not part of the series"
     ),
@@ -387,6 +410,26 @@ PATCHES = [
         """,
     ),
     Patch(
+        subject="Added StaticRootApplication, serving STATIC_ROOT over ASGI.",
+        body="""
+        On the channel path a static file would cross the layer twice for
+        nothing. StaticRootApplication wraps an ASGI application and answers
+        GET and HEAD under STATIC_URL from STATIC_ROOT on the event loop:
+        ETag and Last-Modified with 304s, single byte ranges, precompressed
+        .br and .gz files, and nothing outside STATIC_ROOT. Everything else
+        goes to the wrapped application.
+        """,
+        files=[
+            "django_fork/contrib/staticfiles/asgi.py",
+            "tests/regressiontests/static_tests/*",
+        ],
+        release_note="""
+        ``django.contrib.staticfiles.asgi.StaticRootApplication`` serves
+        ``STATIC_ROOT`` from an ASGI server, in front of the channel
+        interface or any ASGI application.
+        """,
+    ),
+    Patch(
         subject="Added the runstack and runworker management commands.",
         body="""
         runstack runs the whole channel stack in one process: uvicorn
@@ -394,7 +437,8 @@ PATCHES = [
         the in-memory layer, with clean shutdown on SIGTERM. runworker runs
         a worker on a layer shared between processes, with --threads and
         with --only-channels and --exclude-channels to choose the channels
-        it serves.
+        it serves. runstack --static serves STATIC_ROOT from the interface
+        and --reload restarts it when code changes.
         """,
         files=[
             "django_fork/channels/loops.py",
@@ -405,6 +449,8 @@ PATCHES = [
             "tests/regressiontests/server_tests/settings.py",
             "tests/regressiontests/server_tests/test_commands.py",
             "tests/regressiontests/server_tests/test_runstack.py",
+            "tests/regressiontests/server_tests/test_runstack_reload.py",
+            "tests/regressiontests/server_tests/test_static.py",
             "tests/regressiontests/wsgi_path_tests/*",
         ],
         commands=["runstack", "runworker"],
@@ -507,6 +553,50 @@ PATCHES = [
         files=["tests/regressiontests/fuzz_tests/*"],
         test_requirements=["hypothesis"],
         release_note=None,
+    ),
+    Patch(
+        subject="Made runserver serve the channel path.",
+        body="""
+        A project with CHANNEL_ROUTING (or runserver --channels) gets its
+        WebSockets and channel consumers from the development server, with
+        the autoreloader, static files in DEBUG and the usual request log:
+        uvicorn hosts the interface application and worker threads serve
+        the default channel layer, in-memory unless configured otherwise.
+        Without the opt-in runserver is unchanged and imports nothing of the
+        channel path.
+        """,
+        files=[
+            "django_fork/core/servers/channel.py",
+            "tests/regressiontests/server_tests/test_runserver.py",
+        ],
+        release_note="""
+        :djadmin:`runserver` serves the channel path, WebSockets included,
+        when :setting:`CHANNEL_ROUTING` is set or with ``--channels``.
+        """,
+    ),
+    Patch(
+        subject="Added system checks for the channel settings.",
+        body="""
+        A mistake in CHANNEL_LAYERS, CHANNEL_ROUTING or the CHANNEL_* sizes
+        and timeouts was a traceback from the first request or from a
+        server's start. Each is now a system check message under the new
+        "channels" tag (channels.E001 to E010, W001), with the offending
+        value and a hint, so manage.py check and every command that runs
+        checks report it. exit_on_errors() turns the same messages into one
+        line each for ASGI servers, which run no management command.
+        """,
+        files=[
+            "django_fork/core/checks/channels.py",
+            "tests/regressiontests/check_tests/__init__.py",
+            "tests/regressiontests/check_tests/bad_settings.py",
+            "tests/regressiontests/check_tests/routing.py",
+            "tests/regressiontests/check_tests/tests.py",
+            "docs/ref/channel-checks.txt",
+        ],
+        release_note="""
+        New system checks under the ``channels`` tag report mistakes in the
+        channel settings; see :doc:`/ref/channel-checks`.
+        """,
     ),
 ]
 
@@ -621,6 +711,45 @@ class DropDef:
 
 
 ADAPTATIONS = [
+    Adapt(
+        "docs/topics/channels.txt",
+        """.. admonition:: With the ``django_fork`` app
+
+    Django takes a command from the first installed app that has it, so put
+    ``"django_fork"`` before ``"django.contrib.staticfiles"`` in
+    :setting:`INSTALLED_APPS`; the ``channels.W002`` check warns otherwise
+    (see :doc:`/ref/channel-checks`).
+
+""",
+        "",
+        "runserver is Django's own: no app order to mind",
+    ),
+    Adapt(
+        "tests/regressiontests/server_tests/test_runserver.py",
+        'CHANNEL_APPS = ["django_fork"]',
+        "CHANNEL_APPS = []",
+        "there is no django_fork app: runserver is Django's",
+    ),
+    # Django's check modules register with a member of Tags, which the
+    # series extends (edit_checks).
+    Adapt(
+        "django_fork/core/checks/channels.py",
+        "from django.core.checks import Error, Warning, register, run_checks",
+        "from django.core.checks import Error, Tags, Warning, register, run_checks",
+        "the channels tag is a member of Tags in Django",
+    ),
+    Adapt(
+        "django_fork/core/checks/channels.py",
+        'TAG = "channels"',
+        "TAG = Tags.channels",
+        "the channels tag is a member of Tags in Django",
+    ),
+    Adapt(
+        "tests/regressiontests/check_tests/bad_settings.py",
+        'INSTALLED_APPS = ["django_fork"]',
+        "INSTALLED_APPS = []",
+        "there is no django_fork app: the checks are core checks",
+    ),
     # Test apps sit one directory higher: tests/<app> instead of
     # tests/regressiontests/<app>.
     Adapt(
@@ -2261,6 +2390,124 @@ def edit_session_middleware(repo, step, ctx):
     )
     write(repo, SESSION_MIDDLEWARE, text[:start] + block + text[end:])
     ctx["formatted"].add(SESSION_MIDDLEWARE)
+def edit_checks(repo, step, ctx):
+    """Add the channels tag and import the channel checks' module."""
+    if step < ctx["owner"]["django_fork/core/checks/channels.py"]:
+        return
+    path = "django/core/checks/registry.py"
+    text = base_text(path)
+    anchor = '    caches = "caches"\n'
+    if anchor not in text:
+        raise Error("%s: no caches tag to add the channels tag after" % path)
+    write(repo, path, text.replace(anchor, anchor + '    channels = "channels"\n', 1))
+    path = "django/core/checks/__init__.py"
+    text = base_text(path)
+    anchor = "import django.core.checks.caches  # NOQA isort:skip\n"
+    if anchor not in text:
+        raise Error("%s: no caches import to add the channels one after" % path)
+    line = "import django.core.checks.channels  # NOQA isort:skip\n"
+    write(repo, path, text.replace(anchor, anchor + line, 1))
+
+
+# The runserver hunks of the patch that makes it serve the channel path.
+RUNSERVER_OPTION = """\
+        parser.add_argument(
+            "--channels",
+            action="store_true",
+            dest="use_channels",
+            help="Serve the channel path (interface and worker threads), as "
+            "when CHANNEL_ROUTING is set.",
+        )
+"""
+RUNSERVER_METHODS = '''
+    def use_channels(self, options):
+        """Return whether to serve the channel path rather than WSGI."""
+        return options["use_channels"] or bool(settings.CHANNEL_ROUTING)
+
+    def get_channel_application(self, *args, **options):
+        """Return the interface application for the channel runner."""
+        from django.channels.interface import InterfaceApplication
+
+        return InterfaceApplication()
+'''
+RUNSERVER_RUN = """\
+            if self.use_channels(options):
+                from django.core.servers.channel import run as run_channels
+
+                run_channels(
+                    self.addr,
+                    int(self.port),
+                    self.get_channel_application(*args, **options),
+                    ipv6=self.use_ipv6,
+                    threads=4 if threading else 1,
+                    on_bind=self.on_channel_bind,
+                )
+            else:
+                handler = self.get_handler(*args, **options)
+                run(
+                    self.addr,
+                    int(self.port),
+                    handler,
+                    ipv6=self.use_ipv6,
+                    threading=threading,
+                    on_bind=self.on_bind,
+                    server_cls=self.server_cls,
+                )
+"""
+RUNSERVER_BIND = """
+    def on_channel_bind(self, server_port):
+        self.on_bind(server_port)
+        self.stdout.write(
+            "Serving the channel path: the interface and worker threads on "
+            "the default channel layer."
+        )
+"""
+STATICFILES_METHOD = '''
+    def get_channel_application(self, *args, **options):
+        """
+        Return the interface application, serving static files when
+        get_handler() would.
+        """
+        application = super().get_channel_application(*args, **options)
+        use_static_handler = options["use_static_handler"]
+        insecure_serving = options["insecure_serving"]
+        if use_static_handler and (settings.DEBUG or insecure_serving):
+            return ASGIStaticFilesHandler(application)
+        return application
+'''
+
+
+def replace_once(path, text, old, new):
+    if text.count(old) != 1:
+        raise Error("%s: the text to change is not there once: %r" % (path, old))
+    return text.replace(old, new)
+
+
+def edit_runserver(repo, step, ctx):
+    """Make runserver (and staticfiles' override) serve the channel path."""
+    if step < ctx["owner"]["django_fork/core/servers/channel.py"]:
+        return
+    path = "django/core/management/commands/runserver.py"
+    text = base_text(path)
+    anchor = (
+        '            help="Tells Django to NOT use the auto-reloader.",\n        )\n'
+    )
+    text = replace_once(path, text, anchor, anchor + RUNSERVER_OPTION)
+    anchor = "        return get_internal_wsgi_application()\n"
+    text = replace_once(path, text, anchor, anchor + RUNSERVER_METHODS)
+    start = text.index("            handler = self.get_handler(*args, **options)\n")
+    end = text.index("            )\n", start) + len("            )\n")
+    text = text[:start] + RUNSERVER_RUN + text[end:]
+    write(repo, path, text.rstrip("\n") + "\n" + RUNSERVER_BIND)
+    path = "django/contrib/staticfiles/management/commands/runserver.py"
+    text = replace_once(
+        path,
+        base_text(path),
+        "from django.contrib.staticfiles.handlers import StaticFilesHandler\n",
+        "from django.contrib.staticfiles.handlers import (\n"
+        "    ASGIStaticFilesHandler,\n    StaticFilesHandler,\n)\n",
+    )
+    write(repo, path, text.rstrip("\n") + "\n" + STATICFILES_METHOD)
 
 
 # Run at every step, in this order; each brings its file to the state after
@@ -2278,6 +2525,8 @@ EDITS = [
     (1, edit_doc_indexes),
     (1, edit_test_requirements),
     (1, edit_session_middleware),
+    (1, edit_checks),
+    (1, edit_runserver),
 ]
 
 

@@ -5,6 +5,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from .consumers import ROOM_MAX_LENGTH
 from .tasks import announce
 
 
@@ -14,6 +15,14 @@ class NameForm(forms.Form):
 
 def room(request, room):
     """The room page: pick a name (kept in the session), then chat."""
+    if len(room) > ROOM_MAX_LENGTH:
+        refusal = "A room name has at most %d characters; this one has %d." % (
+            ROOM_MAX_LENGTH,
+            len(room),
+        )
+        return render(
+            request, "chat/room.html", {"room": room, "refusal": refusal}, status=400
+        )
     if request.method == "POST":
         form = NameForm(request.POST)
         if form.is_valid():

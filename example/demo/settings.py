@@ -2,12 +2,14 @@
 Settings of the django_fork demo project.
 
 A stock Django 5.2 settings module plus "django_fork" in INSTALLED_APPS,
-which adds the runstack and runworker commands. CHANNEL_LAYERS is not set, so
-the default alias is the in-memory layer: ``manage.py runstack`` serves the
+which adds the runstack and runworker commands and serves the channel path
+from runserver. CHANNEL_LAYERS is not set, so the default alias is the
+in-memory layer: ``manage.py runstack`` serves the
 site from one process with no Redis.
 
-The pages need no database tables: sessions live in the cache, so the demo
-runs without ``manage.py migrate``.
+Sessions live in the database: run ``manage.py migrate`` once (``make
+demo`` does). With DEMO_REDIS_URL set (``make demo-redis``), the layer and
+the sessions live in Redis instead.
 """
 
 import os
@@ -27,12 +29,15 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
+    # First: its runserver (which serves the channel path) must win over
+    # django.contrib.staticfiles' own.
+    "django_fork",
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_fork",
     "shop",
     "chat",
 ]
@@ -81,13 +86,36 @@ WSGI_APPLICATION = "demo.wsgi.application"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        "NAME": os.environ.get("DEMO_DATABASE", BASE_DIR / "db.sqlite3"),
+        # Worker threads write sessions at once: let a writer wait for the
+        # lock rather than fail, and readers go on while it writes.
+        "OPTIONS": {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"},
     }
 }
 
-# Sessions in the (local-memory) cache: no database table needed. Each
-# process has its own cache, which suits runstack's single process.
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+# Sessions in the database ("make demo" runs migrate first). Channel sessions
+# are sessions too, one per open socket: a local-memory cache would evict
+# them past its 300 entries, under their sockets.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# "make demo-redis" sets DEMO_REDIS_URL to its private redis-server: the
+# channel layer and the cache (sessions, task results) live there, shared by
+# the interface server and the worker processes.
+DEMO_REDIS_URL = os.environ.get("DEMO_REDIS_URL")
+if DEMO_REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "django_fork.channels.layers.redis.RedisChannelLayer",
+            "LOCATION": DEMO_REDIS_URL + "/0",
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": DEMO_REDIS_URL + "/1",
+        }
+    }
+    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -95,6 +123,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# collectstatic's target, which "runstack --static" serves from the interface.
+STATIC_ROOT = os.environ.get("DEMO_STATIC_ROOT", BASE_DIR / "var" / "static")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,17 +1,22 @@
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
+import threading
 
 import uvicorn
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, SystemCheckError
+from django.utils import autoreload
 
 from django_fork.channels.interface import InterfaceApplication
 from django_fork.channels.layers import DEFAULT_CHANNEL_LAYER_ALIAS, channel_layers
 from django_fork.channels.loops import LOOP_CHOICES, resolve_loop, run
 from django_fork.channels.worker import Worker
+from django_fork.contrib.staticfiles.asgi import StaticRootApplication
 
 logger = logging.getLogger("django_fork.channels.stack")
 
@@ -78,6 +83,11 @@ class StackServer(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self):
+        # Under --reload the server runs in a thread of the autoreloader,
+        # which handles the signals.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM)
         for signum in signals:
@@ -158,6 +168,18 @@ class Command(BaseCommand):
             "when installed.",
         )
         parser.add_argument(
+            "--static",
+            action="store_true",
+            help="Serve STATIC_ROOT at STATIC_URL from the interface, with no "
+            "worker hop (run collectstatic first).",
+        )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart when a Python file of the project changes, as "
+            "runserver does (for development).",
+        )
+        parser.add_argument(
             "--no-access-log",
             action="store_false",
             dest="access_log",
@@ -165,6 +187,24 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        if options["reload"]:
+            autoreload.run_with_reloader(self.reloaded_run, **options)
+        else:
+            self.inner_run(**options)
+
+    def reloaded_run(self, **options):
+        """Run inner_run() in the autoreloader's thread, reporting errors."""
+        try:
+            self.inner_run(**options)
+        except SystemCheckError as e:
+            # Keep watching: saving the fix restarts the server.
+            self.stderr.write(str(e))
+        except CommandError as e:
+            self.stderr.write("Error: %s" % e)
+            # sys.exit() would end only this thread.
+            os._exit(1)
+
+    def inner_run(self, **options):
         self.check(display_num_errors=True)
         host, port = parse_bind(options["bind"])
         if options["workers"] < 1:
@@ -173,6 +213,11 @@ class Command(BaseCommand):
         app = InterfaceApplication(
             layer_alias=options["layer"], timeout=options["timeout"]
         )
+        if options["static"]:
+            try:
+                app = StaticRootApplication(app)
+            except ImproperlyConfigured as e:
+                raise CommandError(e)
         worker = Worker(layer, threads=options["workers"])
         http, http_options = http_protocol(options["max_header_size"])
         config = uvicorn.Config(
