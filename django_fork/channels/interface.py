@@ -30,7 +30,6 @@ import time
 
 import django
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
 from django_fork.channels.codecs import (
     DEFAULT_CHUNK_SIZE,
@@ -58,6 +57,7 @@ from django_fork.channels.messages import (
     HTTP_RESPONSE_PREFIX,
 )
 from django_fork.channels.websocket_relay import WebSocketRelay
+from django_fork.core.checks.channels import exit_on_errors
 
 logger = logging.getLogger("django_fork.channels.interface")
 
@@ -666,11 +666,15 @@ def get_interface_application(**options):
     Refuse an in-memory layer: its messages never leave this process, where
     no worker runs, so every request would wait for its timeout. (runstack
     runs workers beside the interface and builds its application itself.)
+
+    ASGI servers import this at start-up and run no management command, so a
+    configuration mistake exits with one line per problem, not a traceback.
     """
     django.setup(set_prefix=False)
+    exit_on_errors()
     application = InterfaceApplication(**options)
     if isinstance(application.layer, InMemoryChannelLayer):
-        raise ImproperlyConfigured(
+        raise SystemExit(
             "The interface application needs a channel layer shared with "
             "worker processes, but the %r layer is in-memory. Configure a "
             "Redis layer in CHANNEL_LAYERS, or serve interface and workers "

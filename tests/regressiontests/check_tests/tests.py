@@ -290,3 +290,39 @@ class StartupTests(SimpleTestCase):
                 self.assertNotIn("Traceback", result.stderr)
                 self.assertIn("(channels.E004)", result.stderr)
                 self.assertIn("'http://127.0.0.1:6379/0'", result.stderr)
+
+    def run_uvicorn(self, settings_module):
+        tests_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]),
+            DJANGO_SETTINGS_MODULE=settings_module,
+        )
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "django_fork.channels.interface:get_interface_application",
+                "--port",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    def test_uvicorn_reports_a_bad_layer_in_one_line(self):
+        result = self.run_uvicorn("check_tests.bad_settings")
+        self.assertNotEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertIn("channels.E004", result.stderr)
+        self.assertIn("'http://127.0.0.1:6379/0'", result.stderr)
+
+    def test_uvicorn_refuses_the_inmemory_layer_in_one_line(self):
+        result = self.run_uvicorn("check_tests.inmemory_settings")
+        self.assertNotEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertIn("the 'default' layer is in-memory", result.stderr)
