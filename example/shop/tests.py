@@ -17,7 +17,6 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
 from asgiref.testing import ApplicationCommunicator
-from django.core.exceptions import ImproperlyConfigured
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client, SimpleTestCase, override_settings
@@ -193,7 +192,7 @@ class DemoPagesTests(DemoTestCase):
         from demo.wsgi import application as wsgi_application
 
         self.assertIsInstance(wsgi_application, WSGIHandler)
-        with self.assertRaisesMessage(ImproperlyConfigured, "manage.py runstack"):
+        with self.assertRaisesMessage(SystemExit, "manage.py runstack"):
             import demo.asgi  # NOQA
 
 
