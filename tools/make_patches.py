@@ -285,6 +285,7 @@ REFACTOR_PATCHES = [
           ``root_path``. ``FORCE_SCRIPT_NAME`` is used when it is set to any
           value, ``""`` included, and ``request.path`` is built from
           ``SCRIPT_NAME`` and ``PATH_INFO``, so it carries the forced prefix.
+          A path that is the mount point alone has the ``path_info`` ``"/"``.
         * ``request.META`` gains ``SERVER_PROTOCOL``, and ``REMOTE_PORT`` is a
           string, as every other CGI variable.
         * ``COOKIES`` decodes the ``Cookie`` header as UTF-8, as under WSGI.
@@ -2022,7 +2023,7 @@ def release_notes(step):
             version,
             version,
             (
-                " and :ref:`backwards incompatible changes "
+                " and\n:ref:`backwards incompatible changes "
                 "<backwards-incompatible-%s>`" % version
                 if incompatible
                 else ""
