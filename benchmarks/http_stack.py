@@ -17,7 +17,8 @@ where Redis is on the request path, its redis-server) from /proc; RSS is
 the peak, sampled during the tests, of the Python server processes.
 
 With valgrind installed, benchmarks/wsgi_path.py's callgrind measure adds
-instructions per request of the branch's WSGI path against stock Django.
+instructions per request of the branch's WSGI path (./branch, when "make
+branch" made it) against stock Django.
 
 Usage: python benchmarks/http_stack.py [--rounds 3] [--duration 2]
        [--only 1,5] [--no-callgrind] [--no-save]
@@ -281,11 +282,19 @@ def callgrind(requests):
     """Return {setup key: instructions per request} from wsgi_path.py."""
     import wsgi_path
 
+    # Row 3 on the branch itself (./branch, "make branch") when it is
+    # there, else on stock Django with the django_fork app.
+    available = {
+        name: (extra, python) for name, extra, python in wsgi_path.available_setups()
+    }
+    row_3 = available.get(
+        wsgi_path.BRANCH_SETUP, ({"WITH_DJANGO_FORK_APP": "1"}, sys.executable)
+    )
     results = {}
-    for key, extra in (("1", {}), ("3", {"WITH_DJANGO_FORK_APP": "1"})):
+    for key, (extra, python) in (("1", ({}, sys.executable)), ("3", row_3)):
         results[key] = (
-            wsgi_path.instructions(extra, 2 * requests)
-            - wsgi_path.instructions(extra, requests)
+            wsgi_path.instructions(extra, 2 * requests, python)
+            - wsgi_path.instructions(extra, requests, python)
         ) / requests
     return results
 

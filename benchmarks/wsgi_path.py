@@ -1,10 +1,15 @@
 """
 What the raw WSGI path pays for django_fork: stock Django 5.2.19 against the
-same project with "django_fork" in INSTALLED_APPS.
+same project with "django_fork" in INSTALLED_APPS, and against the branch
+(Django 5.2.19 with the patch series applied, in ./branch, made by
+"make branch"), whose WSGIRequest and WSGIHandler are rebuilt on the
+transport-neutral request base and lifecycle.
 
-Both run the stock project of tests/regressiontests/wsgi_path_tests through
+All run the stock project of tests/regressiontests/wsgi_path_tests through
 its wsgi.py (a session-using view, the default middleware), called directly
 with a prepared environ so that only Django's request handling is measured.
+The branch runs in ./branch/.venv, the others in this interpreter; both are
+the same Python. Without ./branch the branch's row is left out.
 
 Two measures, side by side in one run:
 - wall time per request: interleaved rounds in fresh interpreters, medians;
@@ -59,10 +64,20 @@ run(n)
 print((time.perf_counter() - start) / n * 1e6)
 """
 
+BRANCH_PYTHON = os.path.join(REPO, "branch", ".venv", "bin", "python")
+BRANCH_SETUP = "branch (patch series)"
+
+# (name, environment, interpreter): the branch's interpreter imports Django
+# from ./branch.
 SETUPS = [
-    ("stock Django 5.2.19", {}),
-    ("with django_fork app", {"WITH_DJANGO_FORK_APP": "1"}),
+    ("stock Django 5.2.19", {}, sys.executable),
+    ("with django_fork app", {"WITH_DJANGO_FORK_APP": "1"}, sys.executable),
+    (BRANCH_SETUP, {}, BRANCH_PYTHON),
 ]
+
+
+def available_setups():
+    return [setup for setup in SETUPS if os.path.exists(setup[2])]
 
 
 def environment(extra):
@@ -77,9 +92,9 @@ def environment(extra):
     return env
 
 
-def wall_time(extra, requests):
+def wall_time(extra, requests, python=sys.executable):
     output = subprocess.run(
-        [sys.executable, "-c", PROBE, str(requests)],
+        [python, "-c", PROBE, str(requests)],
         env=environment(extra),
         capture_output=True,
         text=True,
@@ -88,7 +103,7 @@ def wall_time(extra, requests):
     return float(output)
 
 
-def instructions(extra, requests):
+def instructions(extra, requests, python=sys.executable):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         subprocess.run(
@@ -96,7 +111,7 @@ def instructions(extra, requests):
                 "valgrind",
                 "--tool=callgrind",
                 "--callgrind-out-file=" + out,
-                sys.executable,
+                python,
                 "-c",
                 PROBE,
                 str(requests),
@@ -116,25 +131,26 @@ def main():
     parser.add_argument("--callgrind-requests", type=int, default=300)
     args = parser.parse_args()
 
-    times = {name: [] for name, _ in SETUPS}
+    setups = available_setups()
+    times = {name: [] for name, _, _ in setups}
     for _ in range(args.rounds):
-        for name, extra in SETUPS:
-            times[name].append(wall_time(extra, args.requests))
+        for name, extra, python in setups:
+            times[name].append(wall_time(extra, args.requests, python))
     per_request = {}
     if shutil.which("valgrind"):
         n = args.callgrind_requests
-        for name, extra in SETUPS:
+        for name, extra, python in setups:
             per_request[name] = (
-                instructions(extra, 2 * n) - instructions(extra, n)
+                instructions(extra, 2 * n, python) - instructions(extra, n, python)
             ) / n
 
-    base_name = SETUPS[0][0]
+    base_name = setups[0][0]
     base_time = statistics.median(times[base_name])
     print(
         "%-24s %14s %8s %16s %8s"
         % ("setup", "µs/request p50", "ratio", "instr./request", "ratio")
     )
-    for name, _ in SETUPS:
+    for name, _, _ in setups:
         median = statistics.median(times[name])
         row = "%-24s %14.1f %8.3f" % (name, median, median / base_time)
         if per_request:

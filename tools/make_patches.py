@@ -171,6 +171,11 @@ OVERLAY_ONLY = {
         "the overlay's runserver; the series changes Django's runserver and "
         "staticfiles' (edit_runserver)"
     ),
+    "django_fork/http/__init__.py": (
+        "re-exports the transport bases; Django's django/http/__init__.py "
+        "exports the public request classes, and the handlers import these "
+        "from django.http.transport"
+    ),
     "django_fork/management/__init__.py": "exists in Django",
     "django_fork/management/commands/__init__.py": "exists in Django",
     "django_fork/contrib/__init__.py": "exists in Django",
@@ -230,6 +235,8 @@ NOT_IN_SERIES = {
 # the patch that claims them; the sections of the two docs pages go in with
 # the patch that owns each setting (SETTINGS) or command (Patch.commands).
 MERGED = {
+    # Its BaseHandler's methods join Django's BaseHandler (edit_handlers).
+    "django_fork/core/handlers/base.py": "django/core/handlers/base.py",
     # Its receivers join Django's, after clear_cache_handlers.
     "django_fork/test/signals.py": "django/test/signals.py",
     # Its names are imported into django/test/__init__.py.
@@ -266,9 +273,77 @@ class Patch:
     # What its code and tests need beyond Django's own test requirements:
     # lines for tests/requirements/py3.txt.
     test_requirements: list = dataclasses.field(default_factory=list)
+    # Where release_note goes in the release notes: "channels" (the Channels
+    # section of what's new) or a minor feature's heading.
+    section: str = "channels"
+    # Bullets for "Backwards incompatible changes", ReST, or None.
+    incompatible: str = None
 
 
-PATCHES = [
+# The refactor that the channel transport is built on. It comes first, so
+# that a reviewer can take it alone: it adds no channel code.
+REFACTOR_PATCHES = [
+    Patch(
+        subject="Refactored request building into transport-neutral bases.",
+        body="""
+        WSGIRequest and ASGIRequest each had their own copy of the request
+        pipeline: the split of the path into SCRIPT_NAME and PATH_INFO,
+        META from headers, GET, POST, FILES and COOKIES; WSGIHandler and
+        ASGIHandler each set the script prefix, sent request_started, built
+        the request and marked the response.
+
+        TransportRequest (django.http.transport) now holds what does not
+        depend on the transport, and ScopeRequest the mapping of an ASGI
+        scope. BaseHandler gained start_request(), astart_request(),
+        create_request(), respond() and prepare_response(), the lifecycle
+        that WSGIHandler and ASGIHandler share. The two keep only the
+        reading of their server's input and the writing of the response.
+
+        ASGIRequest now follows WSGIRequest's rules where the two copies
+        had drifted apart: see the release notes.
+        """,
+        files=[
+            "django_fork/http/transport.py",
+            "django_fork/core/handlers/base.py",
+            "tests/regressiontests/transport_request_tests/*",
+        ],
+        section="Requests and Responses",
+        release_note="""
+        The new ``django.http.transport.TransportRequest`` is the base of the
+        request classes that handlers build from a server's input, and
+        ``ScopeRequest`` maps an ASGI scope; ``BaseHandler`` holds the request
+        lifecycle that every handler shares (``start_request()``,
+        ``create_request()``, ``respond()``, ``prepare_response()``).
+        """,
+        incompatible="""
+        ``ASGIRequest`` is now built by the same rules as ``WSGIRequest``:
+
+        * ``request.META["QUERY_STRING"]`` holds the query string's bytes as
+          latin-1 text, as WSGI servers give it (PEP 3333), and ``GET`` parses
+          them with ``request.encoding``. A query string that is not UTF-8 no
+          longer gets a 400 response: it is parsed as under WSGI.
+        * When the scope's ``raw_path`` is the same path as ``path``, bytes of
+          the path that are not UTF-8 stay percent-encoded (as under WSGI)
+          instead of becoming U+FFFD.
+        * ``root_path``, the server's mount point, is stripped from the path
+          to make ``path_info``, only as a whole leading segment;
+          ``FORCE_SCRIPT_NAME`` is stripped only when the scope has no
+          ``root_path``. ``FORCE_SCRIPT_NAME`` is used when it is set to any
+          value, ``""`` included, and ``request.path`` is built from
+          ``SCRIPT_NAME`` and ``PATH_INFO``, so it carries the forced prefix.
+          A path that is the mount point alone has the ``path_info`` ``"/"``.
+        * ``request.META`` gains ``SERVER_PROTOCOL``, and ``REMOTE_PORT`` is a
+          string, as every other CGI variable.
+        * ``COOKIES`` decodes the ``Cookie`` header as UTF-8, as under WSGI.
+
+        ``WSGIHandler`` answers 400 to a request whose environ cannot be
+        decoded, as ``ASGIHandler`` does, instead of raising
+        ``UnicodeDecodeError`` to the server.
+        """,
+    ),
+]
+
+PATCHES = REFACTOR_PATCHES + [
     Patch(
         subject="Added channel layers and the CHANNEL_LAYERS setting.",
         body="""
@@ -607,59 +682,59 @@ PATCHES = [
 # default in global_settings", for a fallback the code computes at run time.
 SETTINGS = {
     "CHANNEL_LAYERS": (
-        1,
+        2,
         "The channel layers to use (see CACHES).",
         'CHANNEL_LAYERS = {\n    "default": {\n        "BACKEND": '
         '"django.channels.layers.inmemory.InMemoryChannelLayer",\n    }\n}',
     ),
     "CHANNEL_CHUNK_SIZE": (
-        3,
+        4,
         "Bytes of request body per message (256 KiB).",
         "CHANNEL_CHUNK_SIZE = 262144",
     ),
     "CHANNEL_HTTP_TIMEOUT": (
-        3,
+        4,
         "Seconds the interface waits for a worker's response.",
         "CHANNEL_HTTP_TIMEOUT = 60",
     ),
     "CHANNEL_MAX_REQUEST_BODY_SIZE": (
-        3,
+        4,
         "The largest request body the interface accepts (100 MiB); None is no "
         "limit.",
         "CHANNEL_MAX_REQUEST_BODY_SIZE = 104857600",
     ),
     "CHANNEL_QUEUE_TIMEOUT": (
-        3,
+        4,
         "Seconds a request waits for room on a full channel before 503.",
         "CHANNEL_QUEUE_TIMEOUT = 30",
     ),
     "CHANNEL_INTERFACE_BUFFER_SIZE": (
-        3,
+        4,
         "Bytes the requests waiting for room may hold in the interface (64 MiB).",
         "CHANNEL_INTERFACE_BUFFER_SIZE = 67108864",
     ),
     "CHANNEL_ROUTING": (
-        3,
+        4,
         "The consumers of channels: a dict, a routing module or its path.",
         "CHANNEL_ROUTING = {}",
     ),
     "CHANNEL_WEBSOCKET_ALLOWED_ORIGINS": (
-        3,
+        4,
         "Origins allowed to open WebSockets; None means ALLOWED_HOSTS.",
         "CHANNEL_WEBSOCKET_ALLOWED_ORIGINS = None",
     ),
     "CHANNEL_WEBSOCKET_MAX_FRAME_SIZE": (
-        3,
+        4,
         "The largest WebSocket frame the interface accepts, in bytes.",
         "CHANNEL_WEBSOCKET_MAX_FRAME_SIZE = 1048576",
     ),
     "CHANNEL_WEBSOCKET_IDLE_TIMEOUT": (
-        3,
+        4,
         "Seconds of silence after which a WebSocket is closed; None: never.",
         "CHANNEL_WEBSOCKET_IDLE_TIMEOUT = None",
     ),
     # Defaults to CHANNEL_HTTP_TIMEOUT, read at run time.
-    "CHANNEL_WEBSOCKET_ACK_TIMEOUT": (3, None, None),
+    "CHANNEL_WEBSOCKET_ACK_TIMEOUT": (4, None, None),
 }
 
 # Renames applied to every file, in order, after ADAPTATIONS.
@@ -1356,6 +1431,19 @@ def loose_pattern(old):
     return re.compile("".join(parts))
 
 
+def defined_name(node):
+    """The name a def, a class or a one-name assignment defines, or None."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name
+    if (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+    ):
+        return node.targets[0].id
+    return None
+
+
 def drop_def(text, dotted, path):
     tree = ast.parse(text)
     names = dotted.split(".")
@@ -1363,19 +1451,15 @@ def drop_def(text, dotted, path):
     node = None
     for name in names:
         node = next(
-            (
-                n
-                for n in body
-                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                and n.name == name
-            ),
+            (n for n in body if defined_name(n) == name),
             None,
         )
         if node is None:
             raise Error("%s: no %s to drop (update ADAPTATIONS)" % (path, dotted))
-        body = node.body
+        body = getattr(node, "body", [])
     lines = text.splitlines(keepends=True)
-    start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+    decorators = getattr(node, "decorator_list", [])
+    start = min([node.lineno] + [d.lineno for d in decorators]) - 1
     end = node.end_lineno
     while end < len(lines) and not lines[end].strip():
         end += 1
@@ -1839,6 +1923,8 @@ def edit_global_settings(repo, step, ctx):
     for name, (number, comment, source) in SETTINGS.items():
         if number <= step and source is not None:
             entries.append("# %s\n%s" % (comment, source))
+    if not entries:
+        return
     block = "############\n# CHANNELS #\n############\n\n" + "\n".join(entries) + "\n\n"
     anchor = "##################\n# AUTHENTICATION #\n##################\n"
     if anchor not in text:
@@ -2028,8 +2114,10 @@ def edit_test_modules(repo, step, ctx):
     """
     merged = {}
     for source_path, target_path in MERGED.items():
-        if not source_path.endswith(".py") or source_path.endswith(
-            ("/signals.py", "/__init__.py")
+        if (
+            not source_path.startswith("django_fork/test/")
+            or not source_path.endswith(".py")
+            or source_path.endswith(("/signals.py", "/__init__.py"))
         ):
             continue
         if source_path in ctx["owner"] and step >= ctx["owner"][source_path]:
@@ -2232,23 +2320,28 @@ def edit_doc_indexes(repo, step, ctx):
 
 
 def release_notes(step):
-    bullets = "\n".join(
-        "* " + textwrap.indent(textwrap.dedent(p.release_note).strip(), "  ")[2:] + "\n"
-        for p in PATCHES[:step]
-        if p.release_note
-    )
+    def bullets(texts):
+        return "".join(
+            "* " + textwrap.indent(textwrap.dedent(t).strip(), "  ")[2:] + "\n\n"
+            for t in texts
+        )
+
+    included = PATCHES[:step]
+    channels = [
+        p.release_note for p in included if p.release_note and p.section == "channels"
+    ]
+    minor = {}
+    for patch in included:
+        if patch.release_note and patch.section != "channels":
+            minor.setdefault(patch.section, []).append(patch.release_note)
+    incompatible = [p for p in included if p.incompatible]
     version = TARGET_RELEASE
     title = "Django %s release notes - UNDER DEVELOPMENT" % version
-    return (
+    whats_new = "What's new in Django %s" % version
+    text = (
         "%s\n%s\n%s\n\n*Expected %s*\n\nWelcome to Django %s!\n\n"
-        "These release notes cover the :ref:`new features <whats-new-%s>`.\n\n"
-        ".. _whats-new-%s:\n\nWhat's new in Django %s\n%s\n\n"
-        "Channels\n--------\n\n"
-        "Django can now serve requests through a channel layer, beside WSGI and\n"
-        "ASGI: an interface server puts each request on the layer as a message,\n"
-        "and workers run the usual middleware and views and send the response\n"
-        "back as messages. Nothing changes for projects that do not start the\n"
-        "channel path.\n\n%s"
+        "These release notes cover the :ref:`new features <whats-new-%s>`%s.\n\n"
+        ".. _whats-new-%s:\n\n%s\n%s\n\n"
         % (
             "=" * len(title),
             title,
@@ -2256,12 +2349,40 @@ def release_notes(step):
             TARGET_RELEASE_DATE,
             version,
             version,
+            (
+                " and\n:ref:`backwards incompatible changes "
+                "<backwards-incompatible-%s>`" % version
+                if incompatible
+                else ""
+            ),
             version,
-            version,
-            "=" * len("What's new in Django %s" % version),
-            bullets,
+            whats_new,
+            "=" * len(whats_new),
         )
     )
+    if channels:
+        text += (
+            "Channels\n--------\n\n"
+            "Django can now serve requests through a channel layer, beside WSGI "
+            "and\nASGI: an interface server puts each request on the layer as a "
+            "message,\nand workers run the usual middleware and views and send "
+            "the response\nback as messages. Nothing changes for projects that "
+            "do not start the\nchannel path.\n\n" + bullets(channels)
+        )
+    if minor:
+        text += "Minor features\n--------------\n\n"
+        for section, notes in minor.items():
+            text += "%s\n%s\n\n%s" % (section, "~" * len(section), bullets(notes))
+    if incompatible:
+        heading = "Backwards incompatible changes in %s" % version
+        text += ".. _backwards-incompatible-%s:\n\n%s\n%s\n\n" % (
+            version,
+            heading,
+            "=" * len(heading),
+        )
+        for patch in incompatible:
+            text += textwrap.dedent(patch.incompatible).strip() + "\n\n"
+    return text.rstrip("\n") + "\n"
 
 
 def edit_release_notes(repo, step, ctx):
@@ -2477,12 +2598,6 @@ STATICFILES_METHOD = '''
 '''
 
 
-def replace_once(path, text, old, new):
-    if text.count(old) != 1:
-        raise Error("%s: the text to change is not there once: %r" % (path, old))
-    return text.replace(old, new)
-
-
 def edit_runserver(repo, step, ctx):
     """Make runserver (and staticfiles' override) serve the channel path."""
     if step < ctx["owner"]["django_fork/core/servers/channel.py"]:
@@ -2492,22 +2607,316 @@ def edit_runserver(repo, step, ctx):
     anchor = (
         '            help="Tells Django to NOT use the auto-reloader.",\n        )\n'
     )
-    text = replace_once(path, text, anchor, anchor + RUNSERVER_OPTION)
+    text = replace_once(text, anchor, anchor + RUNSERVER_OPTION, path)
     anchor = "        return get_internal_wsgi_application()\n"
-    text = replace_once(path, text, anchor, anchor + RUNSERVER_METHODS)
+    text = replace_once(text, anchor, anchor + RUNSERVER_METHODS, path)
     start = text.index("            handler = self.get_handler(*args, **options)\n")
     end = text.index("            )\n", start) + len("            )\n")
     text = text[:start] + RUNSERVER_RUN + text[end:]
     write(repo, path, text.rstrip("\n") + "\n" + RUNSERVER_BIND)
     path = "django/contrib/staticfiles/management/commands/runserver.py"
     text = replace_once(
-        path,
         base_text(path),
         "from django.contrib.staticfiles.handlers import StaticFilesHandler\n",
         "from django.contrib.staticfiles.handlers import (\n"
         "    ASGIStaticFilesHandler,\n    StaticFilesHandler,\n)\n",
+        path,
     )
     write(repo, path, text.rstrip("\n") + "\n" + STATICFILES_METHOD)
+
+
+# ---------------------------------------------------------------------------
+# The refactor's hunks in Django's handlers and requests. The overlay holds
+# the new transport-neutral code (django_fork/http/transport.py, a new
+# module, and django_fork/core/handlers/base.py, whose methods join Django's
+# BaseHandler); these hunks rebuild WSGIRequest, WSGIHandler, ASGIRequest and
+# ASGIHandler on it. Django's code is quoted only where a hunk removes it.
+# ---------------------------------------------------------------------------
+
+
+def find_def(tree, dotted, path):
+    body = tree.body
+    node = None
+    for name in dotted.split("."):
+        node = next((n for n in body if defined_name(n) == name), None)
+        if node is None:
+            raise Error("%s has no %s (update the refactor's hunks)" % (path, dotted))
+        body = getattr(node, "body", [])
+    return node
+
+
+def replace_once(text, old, new, path):
+    """text with old, which must occur exactly once, replaced by new."""
+    count = text.count(old)
+    if count != 1:
+        raise Error(
+            "%s: %d places match %r (update the refactor's hunks)"
+            % (path, count, old.strip().split("\n")[0])
+        )
+    return text.replace(old, new, 1)
+
+
+def set_bases(text, class_name, bases, path):
+    """text with the bases of a top-level class replaced."""
+    node = find_def(ast.parse(text), class_name, path)
+    lines = text.split("\n")
+    line = lines[node.lineno - 1]
+    new = re.sub(
+        r"^class %s\([^)]*\):" % class_name,
+        "class %s(%s):"
+        % (
+            class_name,
+            bases,
+        ),
+        line,
+    )
+    if new == line:
+        raise Error("%s: class %s's bases are not on one line" % (path, class_name))
+    lines[node.lineno - 1] = new
+    return "\n".join(lines)
+
+
+def drop_defs(text, names, path):
+    for name in names:
+        text = drop_def(text, name, path)
+    return text
+
+
+def replace_def(text, dotted, source, path):
+    """text with a def (dotted name) replaced by source, at its indentation."""
+    node = find_def(ast.parse(text), dotted, path)
+    lines = text.split("\n")
+    start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+    indent = " " * node.col_offset
+    new = textwrap.indent(textwrap.dedent(source).strip("\n"), indent).split("\n")
+    return "\n".join(lines[:start] + new + lines[node.end_lineno :])
+
+
+def add_imports(text, imports):
+    """Add import lines after the module's last top-level import."""
+    tree = ast.parse(text)
+    last = max(
+        n.end_lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+    )
+    lines = text.split("\n")
+    return "\n".join(lines[:last] + list(imports) + lines[last:])
+
+
+def prune_imports(text):
+    """Drop the names that top-level imports bring and nothing uses."""
+    tree = ast.parse(text)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    lines = text.split("\n")
+    for node in reversed(tree.body):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        source = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        if "noqa" in source.lower():
+            continue
+        kept = [a for a in node.names if (a.asname or a.name).split(".")[0] in used]
+        if len(kept) == len(node.names):
+            continue
+        names = ", ".join(
+            a.name + (" as " + a.asname if a.asname else "") for a in kept
+        )
+        if not kept:
+            new = []
+        elif isinstance(node, ast.ImportFrom):
+            new = ["from %s%s import %s" % ("." * node.level, node.module, names)]
+        else:
+            new = ["import %s" % names]
+        lines[node.lineno - 1 : node.end_lineno] = new
+    return "\n".join(lines)
+
+
+def merge_class(target, class_name, source, path):
+    """
+    Add the body of the overlay's subclass class_name (in source) to the
+    class of the same name in target, and source's imports to target's.
+    Imports of the module that the overlay subclasses from are dropped, and
+    so are top-level assignments that target makes too.
+    """
+    target_tree = ast.parse(target)
+    target_class = find_def(target_tree, class_name, path)
+    tree = ast.parse(source)
+    lines = source.split("\n")
+    overlay_class = find_def(tree, class_name, path)
+    base_modules = {ast.unparse(b).split(".")[0] for b in overlay_class.bases}
+    imports = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = {(a.asname or a.name) for a in node.names}
+            if names & base_modules:
+                continue
+            imports.append("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+        elif node is overlay_class or isinstance(node, ast.Expr):
+            continue
+        elif defined_name(node) in top_level_names(target_tree):
+            continue
+        else:
+            raise Error("%s: only %s and imports can be merged" % (path, class_name))
+    # From the line after "class ...:" (or after its docstring), so that the
+    # comments before the first member come along.
+    first = overlay_class.body[0]
+    start = overlay_class.lineno
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        start = first.end_lineno
+    members = "\n".join(lines[start : overlay_class.end_lineno]).strip("\n")
+    target_lines = target.split("\n")
+    end = target_class.end_lineno
+    merged = "\n".join(
+        target_lines[:end] + [""] + members.split("\n") + target_lines[end:]
+    )
+    return add_imports(merged, imports)
+
+
+WSGI_REQUEST_INIT_OLD = """\
+        self.environ = environ
+        self.path_info = path_info
+        # be careful to only replace the first slash in the path because of
+        # http://test/something and http://test//something being different as
+        # stated in RFC 3986.
+        self.path = "%s/%s" % (script_name.rstrip("/"), path_info.replace("/", "", 1))
+        self.META = environ
+        self.META["PATH_INFO"] = path_info
+        self.META["SCRIPT_NAME"] = script_name
+"""
+WSGI_REQUEST_INIT_NEW = """\
+        self.environ = self.META = environ
+        self._set_path(script_name, path_info)
+"""
+WSGI_REQUEST_INIT_END_OLD = """\
+        self._stream = LimitedStream(self.environ["wsgi.input"], content_length)
+        self._read_started = False
+        self.resolver_match = None
+"""
+WSGI_REQUEST_INIT_END_NEW = """\
+        self._stream = LimitedStream(self.environ["wsgi.input"], content_length)
+"""
+WSGI_HANDLER_CALL_OLD = """\
+        set_script_prefix(get_script_name(environ))
+        signals.request_started.send(sender=self.__class__, environ=environ)
+        request = self.request_class(environ)
+        response = self.get_response(request)
+
+        response._handler_class = self.__class__
+"""
+WSGI_HANDLER_CALL_NEW = """\
+        self.start_request(get_script_name(environ), environ=environ)
+        response = self.respond(environ)
+"""
+ASGI_HANDLE_OLD = """\
+        set_script_prefix(get_script_prefix(scope))
+        await signals.request_started.asend(sender=self.__class__, scope=scope)
+"""
+ASGI_HANDLE_NEW = """\
+        await self.astart_request(get_script_prefix(scope), scope=scope)
+"""
+ASGI_RUN_GET_RESPONSE = '''
+    async def run_get_response(self, request):
+        """Get async response."""
+        # Use the async mode of BaseHandler.
+        return self.prepare_response(await self.get_response_async(request))
+'''
+ASGI_TEST_QUERY_STRING = '''
+    async def test_non_utf8_query_string(self):
+        """
+        A query string that is not UTF-8 is parsed as WSGIRequest parses
+        it (QueryDict decodes it as latin-1), not refused.
+        """
+        application = get_asgi_application()
+        scope = self.async_request_factory._base_scope(
+            path="/", query_string=b"name=\\xff"
+        )
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "http.request"})
+        response_start = await communicator.receive_output()
+        self.assertEqual(response_start["type"], "http.response.start")
+        self.assertEqual(response_start["status"], 200)
+        response_body = await communicator.receive_output()
+        self.assertEqual(response_body["type"], "http.response.body")
+        self.assertEqual(response_body["body"], "Hello \\xff!".encode())
+        # Allow response.close() to finish
+        await communicator.wait()
+'''
+# The members of Django's request classes that TransportRequest and
+# ScopeRequest now hold.
+WSGI_REQUEST_MOVED = ["GET", "_get_post", "_set_post", "COOKIES", "FILES", "POST"]
+ASGI_REQUEST_MOVED = [
+    "__init__",
+    "GET",
+    "_get_scheme",
+    "_get_post",
+    "_set_post",
+    "_get_files",
+    "POST",
+    "FILES",
+    "COOKIES",
+    "close",
+]
+
+
+def edit_handlers(repo, step, ctx):
+    """Rebuild Django's handlers and requests on the neutral bases."""
+    source_path = "django_fork/core/handlers/base.py"
+    if step < ctx["owner"][source_path]:
+        return
+    path = "django/core/handlers/base.py"
+    text = merge_class(
+        base_text(path), "BaseHandler", ctx["rewritten"][source_path], path
+    )
+    write(repo, path, text)
+
+    path = "django/core/handlers/wsgi.py"
+    text = base_text(path)
+    text = set_bases(text, "WSGIRequest", "TransportRequest", path)
+    text = replace_once(text, WSGI_REQUEST_INIT_OLD, WSGI_REQUEST_INIT_NEW, path)
+    text = replace_once(
+        text, WSGI_REQUEST_INIT_END_OLD, WSGI_REQUEST_INIT_END_NEW, path
+    )
+    text = drop_defs(text, ["WSGIRequest." + n for n in WSGI_REQUEST_MOVED], path)
+    text = replace_once(text, WSGI_HANDLER_CALL_OLD, WSGI_HANDLER_CALL_NEW, path)
+    text = add_imports(text, ["from django.http.transport import TransportRequest"])
+    write(repo, path, prune_imports(text))
+
+    path = "django/core/handlers/asgi.py"
+    text = base_text(path)
+    text = set_bases(text, "ASGIRequest", "ScopeRequest", path)
+    text = drop_defs(text, ["ASGIRequest." + n for n in ASGI_REQUEST_MOVED], path)
+    # The scope's script name is the neutral module's, under its old name.
+    text = drop_def(text, "get_script_prefix", path)
+    text = replace_once(text, ASGI_HANDLE_OLD, ASGI_HANDLE_NEW, path)
+    text = replace_def(
+        text, "ASGIHandler.run_get_response", ASGI_RUN_GET_RESPONSE, path
+    )
+    text = drop_def(text, "ASGIHandler.create_request", path)
+    text = add_imports(
+        text,
+        [
+            "from django.http.transport import ScopeRequest",
+            "from django.http.transport import scope_script_name as "
+            "get_script_prefix",
+        ],
+    )
+    write(repo, path, prune_imports(text))
+
+    # ASGIRequest no longer refuses a query string that is not UTF-8.
+    path = "tests/asgi/tests.py"
+    text = replace_def(
+        base_text(path),
+        "ASGITest.test_non_unicode_query_string",
+        ASGI_TEST_QUERY_STRING,
+        path,
+    )
+    write(repo, path, text)
+    ctx["formatted"].update(
+        [
+            "django/core/handlers/base.py",
+            "django/core/handlers/wsgi.py",
+            "django/core/handlers/asgi.py",
+            "tests/asgi/tests.py",
+        ]
+    )
 
 
 # Run at every step, in this order; each brings its file to the state after
@@ -2515,6 +2924,7 @@ def edit_runserver(repo, step, ctx):
 # registry), AUTHORS with the first patch too.
 EDITS = [
     (1, edit_authors),
+    (1, edit_handlers),
     (1, edit_global_settings),
     (1, edit_test_signals),
     (1, edit_test_modules),

@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 
 
-def probe(**env):
+def probe(*args, **env):
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([os.path.join(HERE, "stock_project"), REPO]),
@@ -24,7 +24,7 @@ def probe(**env):
     environment.pop("WITH_DJANGO_FORK_APP", None)
     environment.update(env)
     result = subprocess.run(
-        [sys.executable, os.path.join(HERE, "probe.py")],
+        [sys.executable, os.path.join(HERE, "probe.py"), *args],
         env=environment,
         capture_output=True,
         text=True,
@@ -46,6 +46,17 @@ class StockProjectTests(SimpleTestCase):
             served["request_class"], "django.core.handlers.wsgi.WSGIRequest"
         )
         self.assertEqual(served["django_fork_modules"], [])
+
+    def test_unchanged_project_on_asgi(self):
+        """The project's asgi.py runs under uvicorn as on stock Django."""
+        served = probe("asgi")
+        self.assertEqual(served["body"], "GET / visits=1")
+        self.assertEqual(served["cookies"], 1)
+        self.assertEqual(served["handler"], "django.core.handlers.asgi.ASGIHandler")
+        self.assertEqual(
+            served["request_class"], "django.core.handlers.asgi.ASGIRequest"
+        )
+        self.assertEqual(served["channel_modules"], [])
 
     def test_wsgi_path_with_django_fork_app(self):
         """
