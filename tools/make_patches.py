@@ -664,6 +664,7 @@ PATCHES = REFACTOR_PATCHES + [
             "django_fork/core/checks/channels.py",
             "tests/regressiontests/check_tests/__init__.py",
             "tests/regressiontests/check_tests/bad_settings.py",
+            "tests/regressiontests/check_tests/inmemory_settings.py",
             "tests/regressiontests/check_tests/routing.py",
             "tests/regressiontests/check_tests/tests.py",
             "docs/ref/channel-checks.txt",
@@ -824,6 +825,12 @@ ADAPTATIONS = [
         'INSTALLED_APPS = ["django_fork"]',
         "INSTALLED_APPS = []",
         "there is no django_fork app: the checks are core checks",
+    ),
+    Adapt(
+        "tests/regressiontests/check_tests/inmemory_settings.py",
+        'INSTALLED_APPS = ["django_fork"]',
+        "INSTALLED_APPS = []",
+        "there is no django_fork app: the interface is part of Django",
     ),
     # Test apps sit one directory higher: tests/<app> instead of
     # tests/regressiontests/<app>.
