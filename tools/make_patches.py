@@ -2603,9 +2603,14 @@ def sphinx_warnings(path, source):
     for line in Path(path).read_text(errors="replace").splitlines():
         if not re.search(r"\b(WARNING|ERROR|CRITICAL):", line):
             continue
-        line = line.replace(str(source) + "/", "")
-        found.append(re.sub(r"^([^:\s]+):\d+:", r"\1:", line))
-    return sorted(found)
+        found.append(line.replace(str(source) + "/", ""))
+    return normalize_warnings(found)
+
+
+def normalize_warnings(lines):
+    # "page.txt:12: WARNING: ..." and, from the spelling builder,
+    # "WARNING: page.txt:12: : Spell check: ...".
+    return sorted(re.sub(r"(\.(?:txt|rst|py)):\d+:", r"\1:", w) for w in lines)
 
 
 def sphinx_build(bindir, source, out, builder):
@@ -2639,7 +2644,7 @@ def stock_docs_warnings(bindir, builder):
     """Stock Django's warnings for builder: built once, kept in the cache."""
     cached = CACHE_DIR / ("docs-warnings-%s-%s.txt" % (DJANGO_VERSION, builder))
     if cached.exists():
-        return cached.read_text().splitlines(), 0.0
+        return normalize_warnings(cached.read_text().splitlines()), 0.0
     stock = clone_base(BUILD_DIR / "docs-stock" / "django")
     warnings, elapsed = sphinx_build(
         bindir, stock / "docs", BUILD_DIR / "docs-stock", builder
