@@ -17,7 +17,7 @@ LINT_PATHS := $(wildcard django_fork tests runtests.py benchmarks example tools)
 
 .PHONY: help venv .venv test demo demo-redis lint format coverage clean
 .PHONY: patches patches-check branch upstream-test bisect-check branch-lint \
-	upstream-full
+	upstream-full branch-docs
 
 help:
 	@echo "Targets:"
@@ -41,6 +41,9 @@ help:
 	@echo "  bisect-check   upstream-test's apps after every patch of the series"
 	@echo "  branch-lint    black, isort, flake8 on the files the series changes"
 	@echo "  upstream-full  Django's whole suite, branch vs stock (slow)"
+	@echo "  branch-docs    Django's docs build and spelling check in ./branch,"
+	@echo "                 failing on warnings that stock docs lack"
+	@echo "  DJANGO=6.1.3   any of these on Django 6.1.3 (./branch-6.1.3)"
 	@echo
 	@echo "Benchmarks and failure drills (benchmarks/, not part of make test):"
 	@echo "  bench     HTTP setups side by side, then a 1 GiB upload through"
@@ -92,7 +95,9 @@ coverage: $(STAMP)
 
 # The upstream form. The tool needs only the standard library; it makes its
 # own virtualenvs (pinned formatters in ~/.cache/django_fork, ./branch/.venv).
-MAKE_PATCHES := $(PYTHON) tools/make_patches.py
+# DJANGO=6.1.3 selects the other base (./branch-6.1.3, Python 3.12).
+DJANGO ?=
+MAKE_PATCHES := $(PYTHON) tools/make_patches.py $(if $(DJANGO),--django $(DJANGO))
 
 patches:
 	$(MAKE_PATCHES) generate
@@ -114,6 +119,9 @@ branch-lint:
 
 upstream-full:
 	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) upstream-full
+
+branch-docs:
+	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) branch-docs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info htmlcov .coverage .coverage.*

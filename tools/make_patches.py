@@ -43,6 +43,9 @@ Commands (the Makefile wraps them):
     make_patches.py bisect-check    the same tests after every patch
     make_patches.py branch-lint     black, isort, flake8 on the changed files
     make_patches.py upstream-full   Django's whole suite, branch vs stock
+    make_patches.py branch-docs     Django's docs build (html, spelling) in
+                                    ./branch: no warning that stock lacks
+    --django 6.1.3                  any command on that base instead
 
 Python 3.10+, standard library only; black, isort and flake8 run from a
 virtualenv the tool creates with pinned versions, so the output does not
@@ -84,6 +87,32 @@ DJANGO_SDIST_SHA256 = "ad03d8abc51dbff95ebf34b27123cf0c26a3b62db7ba0cd5207836863
 # feature lands in 6.2 (expected April 2027); change both lines together.
 TARGET_RELEASE = "6.2"
 TARGET_RELEASE_DATE = "April 2027"
+
+
+@dataclasses.dataclass(frozen=True)
+class Base:
+    """A Django release the series applies to."""
+
+    sha256: str  # Of the sdist, from PyPI's files page or the downloaded file.
+    python: str  # "X.Y": the Python the branch's virtualenvs run on.
+    target_release: str
+    target_release_date: str
+
+
+# 5.2.19 is the default (DJANGO_VERSION above); "--django 6.1.3" selects the
+# other one (make branch DJANGO=6.1.3). Each has its own ./branch-<version>
+# and build/upstream-<version>; the default keeps ./branch and build/upstream.
+BASES = {
+    DJANGO_VERSION: Base(DJANGO_SDIST_SHA256, "3.10", "6.2", "April 2027"),
+    # sha256 of the django-6.1.3.tar.gz that pip downloaded on 2026-12-01.
+    "6.1.3": Base(
+        "b5d2d9e35295065d13b1927b3f19a59bd119f737aa6299def14ccca1ae3c8c0d",
+        "3.12",
+        "6.2",
+        "April 2027",
+    ),
+}
+DEFAULT_DJANGO_VERSION = DJANGO_VERSION
 
 # Author and dates of every commit: fixed, so that regenerating with no
 # source change gives byte-identical patches.
@@ -757,6 +786,12 @@ DOC_REWRITES = [
     (r"/ref/settings-channels\b", "/ref/settings"),
     (r"/ref/django-admin-channels\b", "/ref/django-admin"),
 ]
+# Sections of the overlay's docs about the overlay itself (its benchmarks,
+# its runner of Django's client tests): left out of the series.
+DOC_DROP_SECTIONS = {
+    "docs/ref/channel-layers-redis.txt": ["Performance"],
+    "docs/topics/testing-channels.txt": ["Django's own client tests over channels"],
+}
 # What must not survive the rewrites.
 LEFTOVER = re.compile(r"django[_-]fork", re.IGNORECASE)
 # What probably describes the overlay rather than Django: reported by
@@ -1138,6 +1173,37 @@ ADAPTATIONS = [
     ),
 ]
 
+# Overlay-only prose in the docs ("this repository", runtests.py --channels,
+# benchmarks/), reworded for Django.
+DOC_ADAPTATIONS = [
+    Adapt(
+        "docs/topics/testing-channels.txt",
+        "One switch, :class:`~django_fork.test.runner.ChannelDiscoverRunner` (or "
+        "``runtests.py --channels`` in this repository), runs",
+        "One switch, :class:`~django_fork.test.runner.ChannelDiscoverRunner`, runs",
+        "runtests.py --channels is the overlay's runner",
+    ),
+    Adapt(
+        "docs/topics/testing-channels.txt",
+        "In this repository, ``runtests.py --channels`` does the same for the "
+        "tests in ``tests/regressiontests``. "
+        "``django_fork.test.runner.use_channel_clients()`` is the function behind "
+        "both, for other runners.",
+        "``django_fork.test.runner.use_channel_clients()`` is the function behind "
+        "it, for other runners.",
+        "runtests.py --channels is the overlay's runner",
+    ),
+    Adapt(
+        "docs/ref/django-admin-channels.txt",
+        "To use more cores, start more worker processes: on a two-core machine "
+        "serving a short view, two workers with two threads each handled 15 to "
+        "25% more requests per second than one worker with four "
+        "(``benchmarks/``, rows 5 and 5b).",
+        "To use more cores, start more worker processes, about one per core.",
+        "the figures come from the overlay's benchmarks/",
+    ),
+]
+
 # ---------------------------------------------------------------------------
 # Helpers.
 # ---------------------------------------------------------------------------
@@ -1211,6 +1277,62 @@ def git(repo, *args, when=BASE_DATE, capture=False, check=True):
 # ---------------------------------------------------------------------------
 
 
+def select_base(version):
+    """Point the module's per-release names at Django <version>."""
+    global DJANGO_VERSION, DJANGO_SDIST, DJANGO_SDIST_SHA256
+    global TARGET_RELEASE, TARGET_RELEASE_DATE, BRANCH_DIR, BRANCH_VENV, BUILD_DIR
+    global PATCHES_DIR
+    if version not in BASES:
+        raise Error(
+            "no base Django %s; the series applies to %s"
+            % (version, ", ".join(sorted(BASES)))
+        )
+    base = BASES[version]
+    DJANGO_VERSION = version
+    DJANGO_SDIST = "django-%s.tar.gz" % version
+    DJANGO_SDIST_SHA256 = base.sha256
+    TARGET_RELEASE = base.target_release
+    TARGET_RELEASE_DATE = base.target_release_date
+    suffix = "" if version == DEFAULT_DJANGO_VERSION else "-" + version
+    BRANCH_DIR = ROOT / ("branch" + suffix)
+    BRANCH_VENV = BRANCH_DIR / ".venv"
+    BUILD_DIR = ROOT / "build" / ("upstream" + suffix)
+    # patches/ is the series on the default base. On another, the hunks into
+    # Django's files have other context (and AUTHORS, the releases index and
+    # tests/requirements/py3.txt other neighbours), so its series is
+    # generated from the same sources, into the build directory.
+    if suffix:
+        PATCHES_DIR = BUILD_DIR / "patches"
+
+
+def base_python():
+    """
+    The Python that the selected base's virtualenvs run on: this one if it is
+    recent enough, else pythonX.Y on PATH or from pyenv.
+    """
+    wanted = BASES[DJANGO_VERSION].python
+    if sys.version_info >= tuple(map(int, wanted.split("."))):
+        return sys.executable
+    name = "python" + wanted
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = sorted(
+        (pyenv_root / "versions").glob(wanted + ".*/bin/" + name),
+        key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.parent.name)],
+        reverse=True,
+    )
+    # A pyenv shim on PATH fails unless that version is the selected one.
+    for candidate in [*candidates, shutil.which(name)]:
+        if (
+            candidate
+            and run([candidate, "-c", ""], check=False, capture=True).returncode == 0
+        ):
+            return str(candidate)
+    raise Error(
+        "Django %s needs Python %s: no %s on PATH or in %s/versions (install it,"
+        " e.g. `pyenv install %s`)" % (DJANGO_VERSION, wanted, name, pyenv_root, wanted)
+    )
+
+
 def sdist_path():
     path = CACHE_DIR / DJANGO_SDIST
     if not path.exists():
@@ -1219,7 +1341,7 @@ def sdist_path():
         with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
             run(
                 [
-                    sys.executable,
+                    base_python(),
                     "-m",
                     "pip",
                     "download",
@@ -1295,14 +1417,18 @@ def ensure_venv(path, requirements, stamp_name=".installed"):
     if stamp.exists() and stamp.read_text() == wanted:
         return bindir
     if not (bindir / "python").exists():
-        run([sys.executable, "-m", "venv", path])
+        run([base_python(), "-m", "venv", path])
     run([bindir / "python", "-m", "pip", "install", "--quiet", *requirements])
     stamp.write_text(wanted)
     return bindir
 
 
 def formatters():
-    return ensure_venv(CACHE_DIR / "formatters", FORMATTERS)
+    # On the Python of the base: black checks its output by parsing it, with
+    # the target version of the base's pyproject.toml.
+    python = BASES[DJANGO_VERSION].python
+    suffix = "" if python == BASES[DEFAULT_DJANGO_VERSION].python else "-" + python
+    return ensure_venv(CACHE_DIR / ("formatters" + suffix), FORMATTERS)
 
 
 # ---------------------------------------------------------------------------
@@ -1474,7 +1600,7 @@ def drop_def(text, dotted, path):
 
 
 def adapt(path, text):
-    for item in ADAPTATIONS:
+    for item in ADAPTATIONS + DOC_ADAPTATIONS:
         if item.path != path:
             continue
         if isinstance(item, DropDef):
@@ -1576,8 +1702,21 @@ def fix_test_imports(text, path, skipped):
     return "\n".join(lines)
 
 
+def drop_doc_sections(path, text):
+    for title in DOC_DROP_SECTIONS.get(path, ()):
+        preamble, sections = split_sections(text, "=")
+        kept = [section for name, section in sections if name != title]
+        if len(kept) == len(sections):
+            raise Error(
+                "%s: no section %r to drop; update DOC_DROP_SECTIONS in "
+                "tools/make_patches.py" % (path, title)
+            )
+        text = "\n\n".join([preamble.rstrip("\n"), *kept]) + "\n"
+    return text
+
+
 def rewrite(path, text):
-    text = adapt(path, text)
+    text = drop_doc_sections(path, adapt(path, text))
     for pattern, replacement in REWRITES:
         text = re.sub(pattern, replacement, text)
     if path.endswith(".txt") and path.startswith("docs/"):
@@ -3163,8 +3302,10 @@ def branch_python():
 
 
 def cmd_branch(args):
+    if DJANGO_VERSION != DEFAULT_DJANGO_VERSION:
+        generate(PATCHES_DIR)
     patches = series_files()
-    new = BRANCH_DIR.with_name("branch.new")
+    new = BRANCH_DIR.with_name(BRANCH_DIR.name + ".new")
     clone_base(new)
     for patch in patches:
         git_am(new, patch)
@@ -3196,8 +3337,14 @@ def cmd_branch(args):
         cwd="/",
     ).stdout.strip()
     print(
-        "./branch: Django %s + %d patches, no fuzz; %s imports django from %s"
-        % (DJANGO_VERSION, len(patches), BRANCH_VENV.relative_to(ROOT), version)
+        "./%s: Django %s + %d patches, no fuzz; %s imports django from %s"
+        % (
+            BRANCH_DIR.name,
+            DJANGO_VERSION,
+            len(patches),
+            BRANCH_VENV.relative_to(ROOT),
+            version,
+        )
     )
 
 
@@ -3378,6 +3525,126 @@ def cmd_branch_lint(args):
     return 1 if status or problems else 0
 
 
+# ---------------------------------------------------------------------------
+# The docs: Django's own Sphinx configuration, branch against stock.
+# ---------------------------------------------------------------------------
+
+# Django's docs/Makefile: "html" uses its djangohtml builder, "spelling" the
+# sphinxcontrib-spelling one; both with -n. Offline, intersphinx cannot reach
+# Python's docs, so stock Django warns too: only new warnings count.
+DOCS_BUILDERS = ["djangohtml", "spelling"]
+ENCHANT_HINT = (
+    "the spelling check needs the enchant C library and an en_US dictionary "
+    "(Debian: apt-get install libenchant-2-2 hunspell-en-us)"
+)
+
+
+def docs_bindir():
+    requirements = [
+        line.strip()
+        for line in base_text("docs/requirements.txt").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    python = BASES[DJANGO_VERSION].python
+    bindir = ensure_venv(CACHE_DIR / ("docs-" + python), requirements)
+    check = "import enchant; enchant.Dict('en_US')"
+    if run([bindir / "python", "-c", check], check=False, capture=True).returncode:
+        raise Error(ENCHANT_HINT)
+    return bindir
+
+
+def sphinx_warnings(path, source):
+    """The warnings of a build, without line numbers (hunks shift them)."""
+    found = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if not re.search(r"\b(WARNING|ERROR|CRITICAL):", line):
+            continue
+        found.append(line.replace(str(source) + "/", ""))
+    return normalize_warnings(found)
+
+
+def normalize_warnings(lines):
+    # "page.txt:12: WARNING: ..." and, from the spelling builder,
+    # "WARNING: page.txt:12: : Spell check: ...".
+    return sorted(re.sub(r"(\.(?:txt|rst|py)):\d+:", r"\1:", w) for w in lines)
+
+
+def sphinx_build(bindir, source, out, builder):
+    """Build source (a docs directory) into out; return (warnings, seconds)."""
+    out.mkdir(parents=True, exist_ok=True)
+    warnings = out / ("%s-warnings.txt" % builder)
+    started = time.monotonic()
+    run(
+        [
+            bindir / "sphinx-build",
+            "-b",
+            builder,
+            "-n",
+            "-q",
+            "-j",
+            TEST_PARALLEL,
+            "-d",
+            out / ("doctrees-" + builder),
+            "-w",
+            warnings,
+            ".",
+            out / builder,
+        ],
+        cwd=source,
+        capture=True,
+    )
+    return sphinx_warnings(warnings, source), time.monotonic() - started
+
+
+def stock_docs_warnings(bindir, builder):
+    """Stock Django's warnings for builder: built once, kept in the cache."""
+    cached = CACHE_DIR / ("docs-warnings-%s-%s.txt" % (DJANGO_VERSION, builder))
+    if cached.exists():
+        return normalize_warnings(cached.read_text().splitlines()), 0.0
+    stock = clone_base(BUILD_DIR / "docs-stock" / "django")
+    warnings, elapsed = sphinx_build(
+        bindir, stock / "docs", BUILD_DIR / "docs-stock", builder
+    )
+    cached.write_text("".join(w + "\n" for w in warnings))
+    return warnings, elapsed
+
+
+def cmd_branch_docs(args):
+    if not (BRANCH_DIR / "docs").is_dir():
+        raise Error("no ./%s; run `make branch` first" % BRANCH_DIR.name)
+    bindir = docs_bindir()
+    failed = False
+    for builder in DOCS_BUILDERS:
+        stock, stock_time = stock_docs_warnings(bindir, builder)
+        branch, branch_time = sphinx_build(
+            bindir, BRANCH_DIR / "docs", BUILD_DIR / "docs-branch", builder
+        )
+        remaining = list(stock)
+        new = []
+        for warning in branch:
+            if warning in remaining:
+                remaining.remove(warning)
+            else:
+                new.append(warning)
+        for warning in new:
+            print("  new: %s" % warning)
+        print(
+            "%s: branch %d warnings in %.0fs, stock %d (%s); %d new"
+            % (
+                builder,
+                len(branch),
+                branch_time,
+                len(stock),
+                "built in %.0fs" % stock_time if stock_time else "cached",
+                len(new),
+            ),
+            flush=True,
+        )
+        failed = failed or bool(new)
+    print("branch-docs: %s" % ("FAILED" if failed else "no warning that stock lacks"))
+    return 1 if failed else 0
+
+
 def added_lines(repo):
     """{path: set of line numbers} that the series adds or changes."""
     diff = git(
@@ -3448,15 +3715,24 @@ def main(argv=None):
             "bisect-check",
             "branch-lint",
             "upstream-full",
+            "branch-docs",
         ],
     )
     parser.add_argument(
         "--check", action="store_true", help="the same as the check command"
     )
+    parser.add_argument(
+        "--django",
+        default=DEFAULT_DJANGO_VERSION,
+        metavar="VERSION",
+        help="the base release: %s (default %s)"
+        % (", ".join(sorted(BASES)), DEFAULT_DJANGO_VERSION),
+    )
     args = parser.parse_args(argv)
     command = "check" if args.check else args.command
     handler = globals()["cmd_" + command.replace("-", "_")]
     try:
+        select_base(args.django)
         return handler(args) or 0
     except Error as e:
         print("error: %s" % e, file=sys.stderr)
