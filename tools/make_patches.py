@@ -1178,13 +1178,6 @@ ADAPTATIONS = [
 DOC_ADAPTATIONS = [
     Adapt(
         "docs/topics/testing-channels.txt",
-        "One switch, :class:`~django_fork.test.runner.ChannelDiscoverRunner` (or "
-        "``runtests.py --channels`` in this repository), runs",
-        "One switch, :class:`~django_fork.test.runner.ChannelDiscoverRunner`, runs",
-        "runtests.py --channels is the overlay's runner",
-    ),
-    Adapt(
-        "docs/topics/testing-channels.txt",
         "In this repository, ``runtests.py --channels`` does the same for the "
         "tests in ``tests/regressiontests``. "
         "``django_fork.test.runner.use_channel_clients()`` is the function behind "
