@@ -2650,6 +2650,8 @@ def edit_session_middleware(repo, step, ctx):
     )
     write(repo, SESSION_MIDDLEWARE, text[:start] + block + text[end:])
     ctx["formatted"].add(SESSION_MIDDLEWARE)
+
+
 def edit_checks(repo, step, ctx):
     """Add the channels tag and import the channel checks' module."""
     if step < ctx["owner"]["django_fork/core/checks/channels.py"]:
