@@ -12,6 +12,14 @@ from django.test import SimpleTestCase
 from .servers import ServerProcess, WebSocketOverSocketsMixin, free_port, manage
 
 
+def httptools_installed():
+    try:
+        import httptools  # NOQA
+    except ImportError:
+        return False
+    return True
+
+
 class RunstackTests(WebSocketOverSocketsMixin, SimpleTestCase):
     @classmethod
     def setUpClass(cls):
@@ -81,7 +89,9 @@ class RunstackTests(WebSocketOverSocketsMixin, SimpleTestCase):
                 # The server closed the connection while the client sent.
                 pass
             answer = client.recv(1024)
-        self.assertTrue(answer.startswith(b"HTTP/1.1 431 "), answer)
+        # uvicorn's h11 parser (without httptools) answers its own limit 400.
+        expected = b"HTTP/1.1 431 " if httptools_installed() else b"HTTP/1.1 400 "
+        self.assertTrue(answer.startswith(expected), answer)
         # Headers under the limit are served.
         status, _, _ = self.server.request(
             "GET", "/hello/", headers={"X-Big": "x" * 30000}
