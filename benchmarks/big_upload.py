@@ -17,11 +17,9 @@ Usage: python benchmarks/big_upload.py [--size-mb 1024] [--only 4,5]
 """
 
 import argparse
-import datetime
 import hashlib
 import http.client
 import json
-import os
 import sys
 import threading
 import time
@@ -165,19 +163,14 @@ def main():
     size = args.size_mb * MIB
 
     chosen = [s for s in stacks.setups() if s.key in args.only.split(",")]
-    lines = [
-        "date: %s" % datetime.datetime.now().astimezone().isoformat("T", "seconds"),
-        "machine: %d CPUs, load average at start %s"
-        % (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg())),
-        "command: %s"
-        % " ".join([os.path.relpath(sys.executable, stacks.REPO), *sys.argv]),
+    lines = stacks.report_header(
         "upload: %d MiB POST /stream-upload/ (Content-Length, 1 MiB writes); "
         "RSS sampled every 0.1 s; target: growth <= %d MiB per process"
         % (args.size_mb, TARGET_MIB),
         "",
         "%-5s %-36s %-34s %9s %9s %9s %s"
         % ("setup", "", "process", "RSS MiB", "peak MiB", "growth", "target"),
-    ]
+    )
     print("\n".join(lines), flush=True)
     results = []
     for stack in chosen:
@@ -215,14 +208,7 @@ def main():
         if not result["ok"]:
             print(result.get("answer"), result.get("log"), flush=True)
     if not args.no_save:
-        path = args.output or os.path.join(
-            stacks.HERE,
-            "results",
-            "big_upload-%s.txt" % datetime.date.today().isoformat(),
-        )
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        print("Saved to %s" % os.path.relpath(path, stacks.REPO))
+        stacks.save_report(lines, "big_upload", args.output)
     return 0 if all(r["ok"] for r in results) else 1
 
 

@@ -40,7 +40,6 @@ Usage: python benchmarks/chaos.py [--drills 1,2,3,4,5] [--clients 6]
 
 import argparse
 import asyncio
-import datetime
 import os
 import random
 import secrets
@@ -485,12 +484,7 @@ def main():
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--output")
     args = parser.parse_args()
-    header = [
-        "date: %s" % datetime.datetime.now().astimezone().isoformat("T", "seconds"),
-        "machine: %d CPUs, load average at start %s"
-        % (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg())),
-        "command: %s"
-        % " ".join([os.path.relpath(sys.executable, stacks.REPO), *sys.argv]),
+    header = stacks.report_header(
         "stack: uvicorn + get_interface_application(), runworker --threads 2 "
         "processes, RedisChannelLayer on a private redis-server; "
         "CHANNEL_HTTP_TIMEOUT=%d s; client timeout %d s; %d client loops "
@@ -498,7 +492,7 @@ def main():
         "view sleeps 20 ms, runworker --threads 1)"
         % (SERVER_TIMEOUT, CLIENT_TIMEOUT, args.clients),
         "",
-    ]
+    )
     print("\n".join(header), flush=True)
     print(HEADER, flush=True)
     rows, notes = asyncio.run(main_async(args))
@@ -520,12 +514,7 @@ def main():
     print("\n" + "\n".join(lines[len(header) + 1 + len(rows) :]))
     failed = [r for r in rows if r["hung"] or r["mixed"] or r["lost"]]
     if not args.no_save:
-        path = args.output or os.path.join(
-            stacks.HERE, "results", "chaos-%s.txt" % datetime.date.today().isoformat()
-        )
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        print("Saved to %s" % os.path.relpath(path, stacks.REPO))
+        stacks.save_report(lines, "chaos", args.output)
     return 1 if failed else 0
 
 

@@ -40,7 +40,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 import stacks
 
-RESULTS = os.path.join(stacks.HERE, "results")
 MB = 1024 * 1024
 
 LUA_CLOCK = """
@@ -571,12 +570,7 @@ def main():
     ]
     print("\n" + "\n".join(report[len(header) :]))
     if not args.no_save:
-        path = args.output or os.path.join(
-            RESULTS, "http_stack-%s.txt" % datetime.date.today().isoformat()
-        )
-        with open(path, "w") as f:
-            f.write("\n".join(report) + "\n")
-        print("Saved to %s" % os.path.relpath(path, stacks.REPO))
+        stacks.save_report(report, "http_stack", args.output)
 
 
 if __name__ == "__main__":

@@ -38,10 +38,8 @@ Usage: python benchmarks/impolite.py [--stacks runstack,split]
 
 import argparse
 import asyncio
-import datetime
 import hashlib
 import json
-import os
 import socket
 import sys
 import time
@@ -620,29 +618,17 @@ def main():
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--output")
     args = parser.parse_args()
-    header = [
-        "date: %s" % datetime.datetime.now().astimezone().isoformat("T", "seconds"),
-        "machine: %d CPUs, load average at start %s"
-        % (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg())),
-        "command: %s"
-        % " ".join([os.path.relpath(sys.executable, stacks.REPO), *sys.argv]),
+    header = stacks.report_header(
         "client timeout %d s; RSS: the stack's Python processes (redis-server "
         "not counted)" % CLIENT_TIMEOUT,
         "",
-    ]
+    )
     print("\n".join(header) + HEADER, flush=True)
     lines, notes, bad = asyncio.run(main_async(args))
     report = [*header, HEADER, *lines, "", *notes]
     print("\n" + "\n".join(notes))
     if not args.no_save:
-        path = args.output or os.path.join(
-            stacks.HERE,
-            "results",
-            "impolite-%s.txt" % datetime.date.today().isoformat(),
-        )
-        with open(path, "w") as f:
-            f.write("\n".join(report) + "\n")
-        print("Saved to %s" % os.path.relpath(path, stacks.REPO))
+        stacks.save_report(report, "impolite", args.output)
     return 1 if bad else 0
 
 

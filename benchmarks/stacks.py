@@ -8,6 +8,7 @@ started by this module and stopped by its pid; a stack's CPU time and RSS
 are summed over its processes and their children, read from /proc.
 """
 
+import datetime
 import os
 import shutil
 import signal
@@ -30,6 +31,33 @@ if REPO not in sys.path:
 from django_fork.test.redis import RedisServer  # noqa: E402
 
 __all__ = ["REPO", "RedisServer", "Stack", "free_port", "environment", "setups"]
+
+
+def report_header(*lines):
+    """
+    Return the first lines of a benchmark's report: when, on what machine,
+    and by what command it ran, then lines (describing the setup).
+    """
+    return [
+        "date: %s" % datetime.datetime.now().astimezone().isoformat("T", "seconds"),
+        "machine: %d CPUs, load average at start %s"
+        % (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg())),
+        "command: %s" % " ".join([os.path.relpath(sys.executable, REPO), *sys.argv]),
+        *lines,
+    ]
+
+
+def save_report(lines, name, path=None):
+    """
+    Write lines to path, by default results/<name>-<today>.txt in
+    benchmarks/.
+    """
+    path = path or os.path.join(
+        HERE, "results", "%s-%s.txt" % (name, datetime.date.today().isoformat())
+    )
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("Saved to %s" % os.path.relpath(path, REPO))
 
 
 def free_port():

@@ -119,6 +119,18 @@ class Worker:
         finally:
             self.executor.shutdown(wait=True)
 
+    async def run_while(self, main):
+        """
+        Serve while awaiting main (a server's coroutine, say), then stop and
+        finish in-flight work.
+        """
+        task = asyncio.ensure_future(self.run())
+        try:
+            await main
+        finally:
+            self.stop()
+            await task
+
     def stop(self):
         """
         Take no new messages; let each slot finish what it is handling.

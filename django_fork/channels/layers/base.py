@@ -85,6 +85,22 @@ def _copy_value(value, where):
     )
 
 
+def discard_waiter(waiters, waiter):
+    """
+    Remove waiter from the queue of each of its channels in waiters (a dict
+    of channel name to deque of waiters), dropping the queues left empty.
+    """
+    for channel in waiter.channels:
+        queue = waiters.get(channel)
+        if queue is not None:
+            try:
+                queue.remove(waiter)
+            except ValueError:
+                pass
+            if not queue:
+                del waiters[channel]
+
+
 class BaseChannelLayer:
     """
     Base class for channel layer backends.

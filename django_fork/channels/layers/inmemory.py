@@ -15,7 +15,7 @@ import time
 from collections import deque
 
 from django_fork.channels.exceptions import ChannelFull
-from django_fork.channels.layers.base import BaseChannelLayer
+from django_fork.channels.layers.base import BaseChannelLayer, discard_waiter
 from django_fork.channels.layers.stats import ChannelCounters
 from django_fork.channels.names import is_short_lived, stats_name
 
@@ -157,15 +157,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._queues.pop(channel, None)
 
     def _forget_waiter(self, waiter):
-        for channel in waiter.channels:
-            waiters = self._waiters.get(channel)
-            if waiters is not None:
-                try:
-                    waiters.remove(waiter)
-                except ValueError:
-                    pass
-                if not waiters:
-                    del self._waiters[channel]
+        discard_waiter(self._waiters, waiter)
 
     def _sweep(self, now):
         """Drop expired messages and memberships, at most once a second."""

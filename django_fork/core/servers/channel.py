@@ -128,10 +128,7 @@ def run(
 
 
 async def _serve(server, listener, worker, layer):
-    worker_task = asyncio.ensure_future(worker.run())
     try:
-        await server.serve(sockets=[listener])
+        await worker.run_while(server.serve(sockets=[listener]))
     finally:
-        worker.stop()
-        await worker_task
         await layer.close()

@@ -270,14 +270,11 @@ class Command(BaseCommand):
         self.stdout.write("Stopped after %d messages." % worker.handled)
 
     async def serve(self, server, listener, worker, layer):
-        worker_task = asyncio.ensure_future(worker.run())
         try:
             # uvicorn handles SIGINT/SIGTERM: it stops accepting, lets open
             # requests finish, then serve() returns.
-            await server.serve(sockets=[listener])
+            await worker.run_while(server.serve(sockets=[listener]))
         finally:
-            worker.stop()
-            await worker_task
             await layer.close()
         if not server.started:
             raise CommandError("The server could not start (see the log above).")

@@ -17,6 +17,23 @@ def demo_environment():
     return env
 
 
+def demo_runstack(env, *options):
+    """Start the demo's runstack command on a free loopback port."""
+    port = free_port()
+    return ServerProcess(
+        [
+            sys.executable,
+            os.path.join(EXAMPLE, "manage.py"),
+            "runstack",
+            "--bind",
+            "127.0.0.1:%d" % port,
+            *options,
+        ],
+        port=port,
+        env=env,
+    )
+
+
 class DemoProjectTests(SimpleTestCase):
     def test_demo_test_suite(self):
         result = subprocess.run(
@@ -30,20 +47,7 @@ class DemoProjectTests(SimpleTestCase):
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
 
     def test_demo_served_by_runstack(self):
-        port = free_port()
-        server = ServerProcess(
-            [
-                sys.executable,
-                os.path.join(EXAMPLE, "manage.py"),
-                "runstack",
-                "--bind",
-                "127.0.0.1:%d" % port,
-                "--workers",
-                "2",
-            ],
-            port=port,
-            env=demo_environment(),
-        )
+        server = demo_runstack(demo_environment(), "--workers", "2")
         self.addCleanup(server.cleanup)
         status, _, body = server.request("GET", "/", headers={"Host": "127.0.0.1"})
         self.assertEqual(status, 200, body[:2000])

@@ -17,7 +17,7 @@ from django.test import SimpleTestCase
 from django_fork.test.redis import require_redis
 
 from .servers import ServerProcess, free_port
-from .test_demo import EXAMPLE, demo_environment
+from .test_demo import EXAMPLE, demo_environment, demo_runstack
 
 SOCKETS = 40
 
@@ -66,21 +66,7 @@ class DemoChatTests(FanoutMixin, SimpleTestCase):
 
     def test_broadcast_on_runstack(self):
         """make demo's stack: every socket of the room gets the message."""
-        port = free_port()
-        server = ServerProcess(
-            [
-                sys.executable,
-                os.path.join(EXAMPLE, "manage.py"),
-                "runstack",
-                "--bind",
-                "127.0.0.1:%d" % port,
-                "--workers",
-                "4",
-                "--no-access-log",
-            ],
-            port=port,
-            env=self.env,
-        )
+        server = demo_runstack(self.env, "--workers", "4", "--no-access-log")
         self.addCleanup(server.cleanup)
         result = self.fanout(server)
         self.assertEqual((result["sockets"], result["received"]), (SOCKETS, SOCKETS))

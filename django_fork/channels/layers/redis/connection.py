@@ -136,12 +136,7 @@ class Link:
             raise
 
     async def script(self, script, args):
-        try:
-            return await self.call("EVALSHA", script.sha, 0, *args)
-        except NoScriptError:
-            # Redis restarted (or flushed its scripts) since the last load.
-            await self.call("SCRIPT", "LOAD", script.text)
-            return await self.call("EVALSHA", script.sha, 0, *args)
+        return await async_script_on(self.call, script, args)
 
     async def aclose(self):
         for connection in list(self.opened):
@@ -162,6 +157,16 @@ def script_on(call, script, args):
     except NoScriptError:
         call("SCRIPT", "LOAD", script.text)
         return call("EVALSHA", script.sha, 0, *args)
+
+
+async def async_script_on(call, script, args):
+    """script_on() with an async call(*command)."""
+    try:
+        return await call("EVALSHA", script.sha, 0, *args)
+    except NoScriptError:
+        # Redis restarted (or flushed its scripts) since the last load.
+        await call("SCRIPT", "LOAD", script.text)
+        return await call("EVALSHA", script.sha, 0, *args)
 
 
 def run_script_sync(client, script, args):

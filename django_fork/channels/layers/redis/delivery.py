@@ -12,6 +12,7 @@ import collections
 import logging
 import time
 
+from django_fork.channels.layers.base import discard_waiter
 from django_fork.channels.layers.serializers import DecodeError
 from django_fork.channels.names import stats_name
 
@@ -107,15 +108,7 @@ class DeliveryMixin:
 
     def _forget_waiter(self, waiter, cancelled=False):
         """Unregister waiter; return the pumps to wake (lock held)."""
-        for channel in waiter.channels:
-            waiters = self._waiters.get(channel)
-            if waiters is not None:
-                try:
-                    waiters.remove(waiter)
-                except ValueError:
-                    pass
-                if not waiters:
-                    del self._waiters[channel]
+        discard_waiter(self._waiters, waiter)
         stale = []
         for pump, key in waiter.routes:
             left = pump.keys.get(key, 0) - 1
@@ -190,14 +183,7 @@ class DeliveryMixin:
         if not pump.state.flush_scheduled:
             self._schedule_flush(pump.state)
         remaining = int(sent) + self.expiry_ms - shard.server_ms()
-        message = None
-        if remaining > 0:
-            try:
-                message = self.serializer.loads(body)
-            except DecodeError as e:
-                logger.error(
-                    "Dropped a message on %s that cannot be read: %s", channel, e
-                )
+        message = self._decode(channel, body) if remaining > 0 else None
         if message is None:
             if depth is not None:
                 with self._lock:
@@ -207,6 +193,14 @@ class DeliveryMixin:
             message, time.monotonic() + remaining / 1000, None, shard, raw, depth
         )
         self._deliver(channel, item, pump.state)
+
+    def _decode(self, channel, body):
+        """Return the message in body, or None (logged) if it can't be read."""
+        try:
+            return self.serializer.loads(body)
+        except DecodeError as e:
+            logger.error("Dropped a message on %s that cannot be read: %s", channel, e)
+            return None
 
     def _deliver(self, channel, item, state):
         waiter = None

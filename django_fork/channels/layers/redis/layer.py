@@ -35,6 +35,13 @@ __all__ = ["RedisChannelLayer"]
 logger = logging.getLogger("django_fork.channels.layers")
 
 
+def _unreachable(channel, error):
+    """Return the error of a send to channel that no shard took."""
+    return ChannelLayerUnavailable(
+        "Cannot send to %r: Redis is unreachable (%s)." % (channel, error)
+    )
+
+
 class RedisChannelLayer(
     DeliveryMixin,
     StreamsMixin,
@@ -297,9 +304,7 @@ class RedisChannelLayer(
             if not sent:
                 raise ChannelFull(channel)
             return
-        raise ChannelLayerUnavailable(
-            "Cannot send to %r: Redis is unreachable (%s)." % (channel, error)
-        ) from error
+        raise _unreachable(channel, error) from error
 
     def send_sync(self, channel, message):
         targets, name, args = self._send_args(channel, message)
@@ -339,9 +344,7 @@ class RedisChannelLayer(
             if not sent:
                 raise ChannelFull(channel)
             return
-        raise ChannelLayerUnavailable(
-            "Cannot send to %r: Redis is unreachable (%s)." % (channel, error)
-        ) from error
+        raise _unreachable(channel, error) from error
 
     def _running_state(self):
         """Return the state of an event loop of this layer still running."""

@@ -15,9 +15,14 @@ import asyncio
 import logging
 import time
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
-from .connection import CONNECTION_ERRORS, server_version, timed
+from .connection import (
+    CONNECTION_ERRORS,
+    async_script_on,
+    server_version,
+    timed,
+)
 from .scripts import CONSUMER_GROUP, ENSURE_GROUPS, WAKE
 
 logger = logging.getLogger("django_fork.channels.layers")
@@ -88,11 +93,7 @@ class Pump:
         return await self.connection.read_response()
 
     async def script(self, script, args):
-        try:
-            return await self.call("EVALSHA", script.sha, 0, *args)
-        except NoScriptError:
-            await self.call("SCRIPT", "LOAD", script.text)
-            return await self.call("EVALSHA", script.sha, 0, *args)
+        return await async_script_on(self.call, script, args)
 
     def kick(self):
         """Make sure the pump serves the keys wanted now (in its loop)."""

@@ -9,8 +9,6 @@ reclaim what dead consumers left (XAUTOCLAIM).
 import logging
 import time
 
-from django_fork.channels.layers.serializers import DecodeError
-
 from .connection import CONNECTION_ERRORS, run_script_sync
 from .delivery import Item
 from .scripts import ACK
@@ -36,12 +34,7 @@ class StreamsMixin:
             body = dict(zip(fields[::2], fields[1::2])).get(b"m")
         message = None
         if remaining > 0 and body is not None:
-            try:
-                message = self.serializer.loads(body)
-            except DecodeError as e:
-                logger.error(
-                    "Dropped a message on %s that cannot be read: %s", channel, e
-                )
+            message = self._decode(channel, body)
         if message is None:
             # Expired or unreadable: acknowledge it, so nobody gets it.
             pump.state.spawn(self._ack_token(token))
