@@ -363,7 +363,9 @@ REFACTOR_PATCHES = [
           A path that is the mount point alone has the ``path_info`` ``"/"``.
         * ``request.META`` gains ``SERVER_PROTOCOL``, and ``REMOTE_PORT`` is a
           string, as every other CGI variable.
-        * ``COOKIES`` decodes the ``Cookie`` header as UTF-8, as under WSGI.
+        * ``COOKIES`` decodes the ``Cookie`` header as UTF-8, as under WSGI,
+          and several ``Cookie`` headers (HTTP/2 servers split one into
+          several) are joined with ``"; "``.
 
         ``WSGIHandler`` answers 400 to a request whose environ cannot be
         decoded, as ``ASGIHandler`` does, instead of raising

@@ -84,7 +84,9 @@ def headers_to_meta(headers):
     bytes, the way WSGI servers build them.
 
     Content-Length and Content-Type become CONTENT_LENGTH and CONTENT_TYPE,
-    other headers HTTP_* keys. A header repeated is joined with commas.
+    other headers HTTP_* keys. A header repeated is joined with commas,
+    except Cookie, whose crumbs (HTTP/2 and HTTP/3 split one Cookie header
+    into several) are joined with "; " as RFC 9113 section 8.2.3 says.
     Names with underscores are dropped: they would be ambiguous with the
     hyphens that become underscores, which allows spoofing.
     """
@@ -100,7 +102,10 @@ def headers_to_meta(headers):
         else:
             key = "HTTP_" + name.upper().replace("-", "_")
         meta[key].append(value.decode("latin1"))
-    return {key: ",".join(values) for key, values in meta.items()}
+    return {
+        key: ("; " if key == "HTTP_COOKIE" else ",").join(values)
+        for key, values in meta.items()
+    }
 
 
 def scope_script_name(scope):

@@ -81,6 +81,14 @@ RAW_QUERY_INVALID = (
     "when it is not; WSGIRequest and ChannelRequest decode it as latin-1 and "
     "parse it with errors replaced."
 )
+COOKIE_CRUMBS = (
+    "Two Cookie headers: WSGI servers join every repeated header with "
+    "commas, so the first header's last cookie swallows the second header "
+    "(b is '2,c=3'); ASGIRequest on Django 5.2 does the same, while the "
+    "shared scope mapping joins Cookie headers with '; ' (RFC 9113 section "
+    "8.2.3, as HTTP/2 servers split one Cookie header into several), as "
+    "Django 6.1's ASGIRequest does."
+)
 FORCE_SCRIPT_NAME_PATH = (
     "ASGIRequest takes request.path from the scope's path as is, without "
     "FORCE_SCRIPT_NAME; WSGIRequest and ChannelRequest build it from "
@@ -126,6 +134,11 @@ KNOWN_DIFFERENCES = {
         "body": RAW_QUERY_INVALID,
         "observation": RAW_QUERY_INVALID,
     },
+    "cookies_two_headers": {
+        "observation.COOKIES": COOKIE_CRUMBS,
+        "observation.META.HTTP_COOKIE": COOKIE_CRUMBS,
+        "observation.headers": COOKIE_CRUMBS,
+    },
     "force_script_name": {
         "observation.path": FORCE_SCRIPT_NAME_PATH,
         "observation.full_path": FORCE_SCRIPT_NAME_PATH,
@@ -148,6 +161,11 @@ KNOWN_DIFFERENCES = {
 
 #: Case name -> field -> why WSGIHandler differs from the channel path.
 WSGI_DIFFERENCES = {
+    "cookies_two_headers": {
+        "observation.COOKIES": COOKIE_CRUMBS,
+        "observation.META.HTTP_COOKIE": COOKIE_CRUMBS,
+        "observation.headers": COOKIE_CRUMBS,
+    },
     "body_chunked_transfer_encoding": {
         "observation.body": (
             "WSGIRequest reads at most CONTENT_LENGTH bytes of wsgi.input and "

@@ -68,6 +68,11 @@ class HeadersToMetaTests(SimpleTestCase):
         meta = headers_to_meta([(b"accept", b"a"), (b"accept", b"b")])
         self.assertEqual(meta, {"HTTP_ACCEPT": "a,b"})
 
+    def test_cookie_crumbs_joined(self):
+        """Cookie headers split by HTTP/2 join back as one Cookie header."""
+        meta = headers_to_meta([(b"cookie", b"a=1"), (b"cookie", b"b=2")])
+        self.assertEqual(meta, {"HTTP_COOKIE": "a=1; b=2"})
+
     def test_values_are_latin1(self):
         meta = headers_to_meta([(b"x-name", "café".encode())])
         self.assertEqual(meta["HTTP_X_NAME"].encode("latin1"), "café".encode())
