@@ -3,9 +3,9 @@ The worker's consumer for http.request: Django views over the channel layer.
 
 It reads the request body (from the message, then from its body channel when
 the body is large), runs ChannelHandler in a worker thread, and sends the
-response messages: the start message on the reply channel, further chunks on
-a single-reader body channel that the interface server drains as the client
-reads, which bounds memory on both sides.
+response messages from that thread: the start message on the reply channel,
+further chunks on a single-reader body channel that the interface server
+drains as the client reads, which bounds memory on both sides.
 """
 
 import asyncio
@@ -158,13 +158,8 @@ class HttpConsumer:
         except InvalidMessage as e:
             await self.refuse(message, e)
             return
-        try:
-            body_file = await self.read_body(message)
-        except RequestAborted as e:
-            logger.info("Request to %s aborted: %s", message["path"], e)
-            return
-        except InvalidMessage as e:
-            await self.refuse(message, e)
+        body_file = await self.open_body(message)
+        if body_file is None:
             return
         try:
             response = await self.worker.run_sync(self.serve, message, body_file)
@@ -173,6 +168,60 @@ class HttpConsumer:
         if response is not None:
             # An async streaming response: iterate it on the event loop.
             await self.stream_async(message, response)
+
+    def serve_in_thread(self, message):
+        """
+        Serve message in this thread, a worker's receiving thread. The whole
+        of a request whose body came in its message and whose response fits
+        in its start message stays in this thread; a body in chunks and a
+        streamed response use the worker's event loop, where their flow
+        control lives.
+        """
+        try:
+            validate_request_message(message)
+        except InvalidMessage as e:
+            self.refuse_sync(message, e)
+            return
+        if message["more_body"]:
+            body_file = self.worker.call_from_thread(self.open_body(message))
+            if body_file is None:
+                return
+        else:
+            body_file = io.BytesIO(message["body"])
+        try:
+            response = self.serve(message, body_file)
+        finally:
+            body_file.close()
+        if response is not None:
+            self.worker.call_from_thread(self.stream_async(message, response))
+
+    async def open_body(self, message):
+        """
+        Return read_body(message), or None when the request was aborted or
+        its body is malformed (refused).
+        """
+        try:
+            return await self.read_body(message)
+        except RequestAborted as e:
+            logger.info("Request to %s aborted: %s", message["path"], e)
+        except InvalidMessage as e:
+            await self.refuse(message, e)
+        return None
+
+    def refuse_sync(self, message, error):
+        """refuse() from a worker thread."""
+        logger.warning("Dropped a malformed http.request message: %s", error)
+        reply_channel = message.get("reply_channel")
+        try:
+            validate_channel_name(reply_channel)
+        except ValueError:
+            return
+        try:
+            self.layer.send_sync(
+                reply_channel, error_response_messages(400, "Bad Request")
+            )
+        except ChannelFull:
+            pass
 
     async def refuse(self, message, error):
         """Log a malformed message; answer 400 if it names a reply channel."""

@@ -3,15 +3,25 @@ The worker: takes messages off channels and runs their consumers.
 
 A worker runs a fixed number of slots, one per thread of its pool. A slot
 takes a message only when it is free to handle it, so a busy worker leaves
-messages on the layer for idle ones. Sync consumers run in the thread pool,
-async ones on the worker's event loop. A consumer that raises, or a message
+messages on the layer for idle ones. A consumer that raises, or a message
 that does not decode, is logged and dropped: the worker goes on.
+
+Sync consumers and Django's views are served by threads that take their
+next message with the layer's blocking receive, run the consumer and send
+the reply from the same thread, with no event loop on the way, when the
+layer can block on their channels (can_receive_sync()): a hand-off between
+the event loop and a thread costs a context switch or two each way, about
+as much as the view itself. The event loop runs the async consumers, the
+parts of a request that are async by nature (a body in chunks, a streamed
+response's flow control) and, on a layer that cannot block, every channel,
+with sync consumers in its thread pool.
 """
 
 import asyncio
 import importlib.util
 import inspect
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,6 +41,11 @@ from django_fork.channels.websockets import WebSocketDispatcher
 
 logger = logging.getLogger("django_fork.channels.worker")
 
+#: Seconds a receiving thread waits for a message before it looks whether
+#: the worker is stopping: how long stop() takes at most to reach an idle
+#: thread.
+RECEIVE_TIMEOUT = 0.5
+
 
 def _with_fresh_connections(func, *args):
     close_old_connections()
@@ -45,6 +60,11 @@ def is_async(consumer):
     return inspect.iscoroutinefunction(consumer) or inspect.iscoroutinefunction(
         getattr(consumer, "__call__", None)
     )
+
+
+def _resolve(future):
+    if not future.done():
+        future.set_result(None)
 
 
 async def ignore_message(message):
@@ -96,9 +116,32 @@ class Worker:
         self._slots = []
         self._receiving = set()
         self._stopping = False
+        self._stopped = threading.Event()
+        self._handled_lock = threading.Lock()
+        #: The channels that the receiving threads serve, and the rest,
+        #: served on the event loop (set by run()).
+        self.thread_channels = []
+        self.loop_channels = list(self.channels)
         self.loop = None
         self.executor = None
         self.handled = 0
+
+    def split_channels(self):
+        """
+        Return (the channels for receiving threads, those for the event
+        loop): a channel goes to the threads when its consumer is sync (or
+        serves from a thread, as HttpConsumer does) and the layer can block
+        on it.
+        """
+        threaded = [
+            channel
+            for channel in self.channels
+            if hasattr(self.routes[channel], "serve_in_thread")
+            or not is_async(self.routes[channel])
+        ]
+        if not threaded or not self.layer.can_receive_sync(threaded):
+            return [], list(self.channels)
+        return threaded, [c for c in self.channels if c not in threaded]
 
     async def run(self):
         """Serve until stop() is called, then finish in-flight work."""
@@ -108,16 +151,54 @@ class Worker:
         self.executor = ThreadPoolExecutor(
             self.threads, thread_name_prefix="django-fork-worker"
         )
+        self.thread_channels, self.loop_channels = self.split_channels()
         logger.info(
             "Worker listening on %s with %d threads.",
             ", ".join(self.channels),
             self.threads,
         )
-        self._slots = [asyncio.ensure_future(self._slot()) for _ in range(self.threads)]
+        self._slots = []
+        if self.thread_channels:
+            self._slots += [
+                self._start_receiver(number) for number in range(self.threads)
+            ]
+        if self.loop_channels:
+            self._slots += [
+                asyncio.ensure_future(self._slot(self.loop_channels))
+                for _ in range(self.threads)
+            ]
         try:
             await asyncio.gather(*self._slots)
         finally:
+            # The receiving threads see _stopping at their next turn, and
+            # finish the message they serve first.
+            self.stop()
+            await asyncio.gather(*self._slots, return_exceptions=True)
             self.executor.shutdown(wait=True)
+
+    def _start_receiver(self, number):
+        """
+        Start a receiving thread; return a future of the loop done when it
+        ends. The thread is a daemon, as the threads that serve requests in
+        Django's runserver are: a process that exits without stop() (the
+        autoreloader's restart) does not wait for its receives.
+        """
+        done = self.loop.create_future()
+
+        def receive():
+            try:
+                self._receive_in_thread()
+            finally:
+                try:
+                    self.loop.call_soon_threadsafe(_resolve, done)
+                except RuntimeError:
+                    # The loop closed first.
+                    pass
+
+        threading.Thread(
+            target=receive, name="django-fork-worker-recv_%d" % number, daemon=True
+        ).start()
+        return done
 
     async def run_while(self, main):
         """
@@ -137,16 +218,63 @@ class Worker:
         Receives in progress are cancelled, which loses no message.
         """
         self._stopping = True
+        self._stopped.set()
         for task in list(self._receiving):
             task.cancel()
 
-    async def _slot(self):
+    def _receive_in_thread(self):
+        """
+        Take messages of thread_channels with the layer's blocking receive
+        and serve each in this thread, until stop().
+        """
+        backoff = 0.1
+        while not self._stopping:
+            try:
+                channel, message = self.layer.receive_any_sync(
+                    self.thread_channels, timeout=RECEIVE_TIMEOUT
+                )
+            except TimeoutError:
+                continue
+            except ChannelLayerUnavailable as e:
+                logger.warning("Channel layer unavailable (%s); retrying.", e)
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, 5)
+                continue
+            except Exception:
+                # A bug must not end the thread's receives for good.
+                logger.exception("Receive from the channel layer failed.")
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, 5)
+                continue
+            backoff = 0.1
+            self.dispatch_in_thread(channel, message)
+
+    def dispatch_in_thread(self, channel, message):
+        """dispatch() in a receiving thread: run a sync consumer here."""
+        consumer = self.routes[channel]
+        try:
+            serve = getattr(consumer, "serve_in_thread", None)
+            if serve is not None:
+                serve(message)
+            else:
+                _with_fresh_connections(consumer, message)
+        except Exception:
+            self.consumer_failed(channel, message)
+        finally:
+            with self._handled_lock:
+                self.handled += 1
+            try:
+                self.layer.ack_sync(channel, message)
+            except Exception:
+                logger.exception("Could not acknowledge a message on %r.", channel)
+
+    async def _slot(self, channels):
         task = asyncio.current_task()
         backoff = 0.1
         while not self._stopping:
             self._receiving.add(task)
             try:
-                channel, message = await self.layer.receive_any(self.channels)
+                channel, message = await self.layer.receive_any(channels)
             except asyncio.CancelledError:
                 if self._stopping:
                     return
@@ -175,7 +303,8 @@ class Worker:
         except Exception:
             self.consumer_failed(channel, message)
         finally:
-            self.handled += 1
+            with self._handled_lock:
+                self.handled += 1
             try:
                 await self.layer.ack(channel, message)
             except Exception:

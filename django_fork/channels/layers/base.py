@@ -232,6 +232,15 @@ class BaseChannelLayer:
             "to receive from several channels"
         )
 
+    def can_receive_sync(self, channels):
+        """
+        Return whether receive_any_sync(channels, timeout) waits in the
+        calling thread on a blocking receive of the layer's own, with no
+        event loop of its own per call: then a worker's threads take their
+        next message with it, and reply from the same thread.
+        """
+        return False
+
     async def ack(self, channel, message):
         """
         Acknowledge a message received from channel once its consumer has

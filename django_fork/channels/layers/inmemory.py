@@ -285,6 +285,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     raise TimeoutError("No message within %s seconds." % timeout)
         return waiter.result
 
+    def can_receive_sync(self, channels):
+        return True
+
+    def ack_sync(self, channel, message):
+        # Nothing is redelivered: there is nothing to forget (as ack()).
+        pass
+
     async def group_add(self, group, channel):
         self.group_add_sync(group, channel)
 

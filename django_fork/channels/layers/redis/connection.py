@@ -8,6 +8,8 @@ per-command machinery (pool, retries, instrumentation) would cost a quarter
 of a round trip. Replies are RESP2, unparsed.
 """
 
+import asyncio
+import collections
 import inspect
 import logging
 import socket
@@ -65,12 +67,23 @@ def _no_setinfo(connection_class):
 NO_SETINFO = _no_setinfo(redis.asyncio.Connection)
 
 
+#: Idle command connections a Link keeps open.
+MAX_IDLE = 32
+
+
 class Link:
     """
     The connections of one event loop to one shard. Commands go straight
     to a redis-py Connection (send_command, read_response): the client's
     per-command machinery (pool, retries, instrumentation) would cost a
     quarter of a round trip. Replies are RESP2, unparsed.
+
+    At most the layer's max_connections connections run commands at once;
+    a command beyond them waits, first come first served, for one to be
+    free (within the command's socket_timeout, as LoopState.command() times
+    it): a burst of a thousand sends must not open a thousand connections,
+    which costs Redis more than the sends. The pumps' blocking connections
+    are their own, one per pump, and not counted.
     """
 
     def __init__(self, shard):
@@ -78,6 +91,11 @@ class Link:
         self.factory = shard.connection_pool()
         self.idle = []
         self.opened = set()
+        #: Command connections open (idle or running a command), and the
+        #: commands waiting for one.
+        self.size = 0
+        self.max_size = shard.layer.max_connections
+        self.waiting = collections.deque()
         self._client = None
 
     @property
@@ -95,10 +113,42 @@ class Link:
     async def call(self, *args):
         return (await self.pipeline(args))[0]
 
+    async def _acquire(self):
+        """Return (a command connection, whether it was used before)."""
+        if self.idle:
+            return self.idle.pop(), True
+        if self.size < self.max_size:
+            self.size += 1
+            return self.new_connection(), False
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # Handed a connection as this command was cancelled.
+                self._release(waiter.result()[0])
+            else:
+                self.waiting.remove(waiter)
+            raise
+
+    def _release(self, connection):
+        """Hand connection to the next waiting command, or keep it idle."""
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result((connection, True))
+                return None
+        if len(self.idle) < MAX_IDLE:
+            self.idle.append(connection)
+            return None
+        self.size -= 1
+        self.opened.discard(connection)
+        return connection
+
     async def pipeline(self, *commands):
         """Run commands in one round trip; return their replies."""
-        reused = bool(self.idle)
-        connection = self.idle.pop() if reused else self.new_connection()
+        connection, reused = await self._acquire()
         try:
             try:
                 return await self._run(connection, commands)
@@ -112,11 +162,9 @@ class Link:
         finally:
             # redis-py disconnects a connection whose reply may still be
             # coming (an error, a cancellation); it reconnects when used.
-            if len(self.idle) < 32:
-                self.idle.append(connection)
-            else:
-                self.opened.discard(connection)
-                await connection.disconnect()
+            surplus = self._release(connection)
+            if surplus is not None:
+                await surplus.disconnect()
 
     @staticmethod
     async def _run(connection, commands):
@@ -143,6 +191,7 @@ class Link:
             await connection.disconnect()
         self.opened.clear()
         self.idle.clear()
+        self.size = 0
         if self._client is not None:
             await self._client.aclose()
         sentinels = getattr(self.factory, "sentinel_manager", None)

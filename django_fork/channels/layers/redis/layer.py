@@ -19,6 +19,7 @@ from django_fork.channels.layers.serializers import get_serializer
 from django_fork.channels.layers.sharding import HashRing
 from django_fork.channels.names import is_short_lived, new_channel_name, stats_name
 
+from .blocking import BlockingReceiveMixin
 from .connection import CONNECTION_ERRORS, Shard, parse_location, script_on
 from .delay import DelayMixin
 from .delivery import DeliveryMixin, Waiter
@@ -43,6 +44,7 @@ def _unreachable(channel, error):
 
 
 class RedisChannelLayer(
+    BlockingReceiveMixin,
     DeliveryMixin,
     StreamsMixin,
     StatsMixin,
@@ -70,6 +72,10 @@ class RedisChannelLayer(
       after them.
     - block_timeout: seconds a blocking receive waits in Redis before it
       is renewed (default 5).
+    - max_connections: connections to each shard that run commands at once,
+      per event loop (default 32); more commands wait for one to be free.
+      Each pump has a blocking connection of its own, and each thread that
+      calls the sync methods one.
     - connection_kwargs: more keyword arguments for redis-py clients.
     """
 
@@ -87,6 +93,7 @@ class RedisChannelLayer(
         socket_timeout=5.0,
         block_timeout=5.0,
         max_backoff=2.0,
+        max_connections=32,
         connection_kwargs=None,
         **options,
     ):
@@ -109,6 +116,9 @@ class RedisChannelLayer(
         self.socket_timeout = socket_timeout
         self.block_timeout = block_timeout
         self.max_backoff = max_backoff
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1.")
+        self.max_connections = max_connections
         self.connection_kwargs = dict(connection_kwargs or {})
         self.expiry_ms = int(self.expiry * 1000)
         self.hold_ms = int(visibility_timeout * 1000)
@@ -133,6 +143,7 @@ class RedisChannelLayer(
         self._book_depths = collections.Counter()
         self._book_seen = set()
         self._seen_at = {}
+        self._thread_flush_at = 0.0
         self._kinds = {}
         self._info = {}
         self._routes = {}
@@ -405,11 +416,17 @@ class RedisChannelLayer(
 
     def receive_any_sync(self, channels, timeout=None):
         """
-        Receive from outside an event loop. Each call runs a private event
-        loop (through async_to_sync) whose connections are closed before it
-        returns; code that receives often should use receive_any().
+        Receive from outside an event loop. On channels can_receive_sync()
+        accepts, a BLPOP in this thread (blocking.py). Elsewhere each call
+        runs a private event loop (through async_to_sync) whose connections
+        are closed before it returns; code that receives often from such
+        channels should use receive_any().
         """
         from asgiref.sync import async_to_sync
+
+        channels = tuple(channels)
+        if self.can_receive_sync(channels):
+            return self._receive_blocking(channels, timeout)
 
         async def receive():
             loop = asyncio.get_running_loop()

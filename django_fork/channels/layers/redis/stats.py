@@ -9,6 +9,7 @@ decrements of process-specific and single-reader channels.
 import asyncio
 import collections
 import logging
+import threading
 import time
 
 from django_fork.channels.layers.stats import RATE_WINDOW
@@ -35,7 +36,19 @@ class StatsMixin:
 
     def _note_consumer(self, channels, state):
         """Record, for stats, that this task receives from channels."""
-        task_id = id(asyncio.current_task())
+        if self._note_consumer_ids(channels, id(asyncio.current_task())):
+            self._schedule_flush(state)
+
+    @staticmethod
+    def _thread_owner():
+        """The consumer id of the calling thread, unlike any task's id."""
+        return -threading.get_ident()
+
+    def _note_consumer_ids(self, channels, task_id):
+        """
+        Record that the consumer task_id receives from channels; return
+        whether that is news to write.
+        """
         now = time.monotonic()
         seen_at = self._seen_at
         added = False
@@ -57,8 +70,7 @@ class StatsMixin:
             with self._lock:
                 self._book_seen.add((self._home(name).name, name, consumer))
             added = True
-        if added:
-            self._schedule_flush(state)
+        return added
 
     def _schedule_flush(self, state):
         if not state.flush_scheduled:
