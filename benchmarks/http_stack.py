@@ -468,6 +468,12 @@ def main():
         "--stack-threads", type=int, default=4, help="runstack --workers (row 4)"
     )
     parser.add_argument("--only", help="comma-separated setup keys, e.g. 1,4,5")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run rows 4 and 5 on the django_fork of the checkout DIR, "
+        "as rows 4~ and 5~ (select them with --only)",
+    )
     parser.add_argument("--tests", help="comma-separated test keys")
     parser.add_argument("--no-callgrind", action="store_true")
     parser.add_argument("--callgrind-requests", type=int, default=100)
@@ -479,6 +485,10 @@ def main():
     all_setups = stacks.setups(
         args.workers, args.threads, args.stack_threads, args.scaled
     )
+    if args.baseline:
+        all_setups += stacks.baseline_setups(
+            args.baseline, args.workers, args.threads, args.stack_threads, args.scaled
+        )
     if args.only:
         keys = args.only.split(",")
         if "1" not in keys:

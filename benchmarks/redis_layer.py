@@ -18,7 +18,12 @@ Two measures, each repeated --rounds times with the contenders interleaved
   channel of their own for --seconds; pairs per second, all together.
 
 Ratios are against the raw redis-py pair (latency: lower is better;
-throughput: higher is better).
+throughput: higher is better). The contenders run in a rotated order each
+round, so that a change in the machine's load spreads over all of them.
+Beside the timings, which other processes on the machine sway, two figures
+of the throughput measure that they barely touch: the client's CPU time per
+pair (process time of the one Python process) and the Redis commands per
+pair (INFO commandstats, commands run inside scripts included).
 
 --baseline PATH measures another version of the layer in the same run, for
 a before/after comparison on a shared machine: PATH is its redis.py module
@@ -145,9 +150,12 @@ async def sequential(contender, pairs, reply):
     return times[len(times) // 2] * 1e6, times[int(len(times) * 0.99)] * 1e6
 
 
-async def throughput(contender, seconds, reply):
+async def throughput(contender, seconds, reply, server):
+    """Return (pairs per second, client CPU us per pair, commands per pair)."""
     channels = [await contender.channel(i, reply) for i in range(CONCURRENCY)]
     done = 0
+    before = commands(server)
+    cpu = time.process_time()
     stop = time.perf_counter() + seconds
 
     async def loop(channel):
@@ -158,17 +166,31 @@ async def throughput(contender, seconds, reply):
 
     start = time.perf_counter()
     await asyncio.gather(*(loop(channel) for channel in channels))
-    return done / (time.perf_counter() - start)
+    rate = done / (time.perf_counter() - start)
+    cpu = time.process_time() - cpu
+    return rate, cpu / done * 1e6, (commands(server) - before) / done
 
 
-async def measure(factory, args, reply):
+def commands(server):
+    """Return the commands server ran so far (not counting INFO)."""
+    client = redis.Redis.from_url(server.url, socket_timeout=10)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(
+        value["calls"] for name, value in stats.items() if name != "cmdstat_info"
+    )
+
+
+async def measure(factory, args, reply, server):
     contender = factory()
     try:
         if reply and isinstance(contender, Raw):
             return contender.name, None
         p50, p99 = await sequential(contender, args.pairs, reply)
-        rate = await throughput(contender, args.seconds, reply)
-        return contender.name, (p50, p99, rate)
+        rate, cpu, calls = await throughput(contender, args.seconds, reply, server)
+        return contender.name, (p50, p99, rate, cpu, calls)
     finally:
         await contender.close()
 
@@ -180,10 +202,12 @@ def run(args):
         results = {}
         baseline = load_baseline(args.baseline) if args.baseline else None
         for workload, reply in [("ordinary channel", False), ("reply channel", True)]:
-            for _ in range(args.rounds):
-                for factory in contenders(server.url, baseline):
+            for number in range(args.rounds):
+                factories = list(contenders(server.url, baseline))
+                turn = number % len(factories)
+                for factory in factories[turn:] + factories[:turn]:
                     flush.flushall()
-                    name, figures = asyncio.run(measure(factory, args, reply))
+                    name, figures = asyncio.run(measure(factory, args, reply, server))
                     if figures is not None:
                         results.setdefault((workload, name), []).append(figures)
         return results
@@ -195,9 +219,11 @@ def run(args):
 def median_round(rounds):
     """Return the round with the median p50 (its p99 and rate with it)."""
     ordered = sorted(rounds, key=lambda figures: figures[0])
-    p50, p99, _ = ordered[len(ordered) // 2]
-    rate = statistics.median(figures[2] for figures in rounds)
-    return p50, p99, rate
+    p50, p99 = ordered[len(ordered) // 2][:2]
+    rate, cpu, calls = (
+        statistics.median(figures[i] for figures in rounds) for i in (2, 3, 4)
+    )
+    return p50, p99, rate, cpu, calls
 
 
 def table(results):
@@ -208,7 +234,7 @@ def table(results):
     }
     baseline = raw["ordinary channel"]
     lines = [
-        "%-16s %-30s %9s %9s %9s %11s %9s"
+        "%-16s %-30s %9s %9s %9s %11s %9s %9s %9s"
         % (
             "workload",
             "contender",
@@ -217,14 +243,26 @@ def table(results):
             "p50/raw",
             "pairs/s",
             "raw/rate",
+            "CPU us/p",
+            "cmds/p",
         ),
-        "-" * 99,
+        "-" * 119,
     ]
     for (workload, name), rounds in results.items():
-        p50, p99, rate = median_round(rounds)
+        p50, p99, rate, cpu, calls = median_round(rounds)
         lines.append(
-            "%-16s %-30s %9.0f %9.0f %8.2fx %11.0f %8.2fx"
-            % (workload, name, p50, p99, p50 / baseline[0], rate, baseline[2] / rate)
+            "%-16s %-30s %9.0f %9.0f %8.2fx %11.0f %8.2fx %9.1f %9.2f"
+            % (
+                workload,
+                name,
+                p50,
+                p99,
+                p50 / baseline[0],
+                rate,
+                baseline[2] / rate,
+                cpu,
+                calls,
+            )
         )
     return "\n".join(lines)
 
@@ -252,7 +290,9 @@ def header(args):
             "machine)" % os.getloadavg(),
             "command: %s" % " ".join([os.path.basename(sys.executable), *sys.argv]),
             "settings: %d pairs sequential, %d coroutines for %s s, %d rounds "
-            "(median reported); message %d bytes of MessagePack"
+            "(order rotated each round, median reported; CPU us/p and cmds/p: "
+            "client CPU time and Redis commands per pair of the throughput "
+            "measure); message %d bytes of MessagePack"
             % (
                 args.pairs,
                 CONCURRENCY,

@@ -66,14 +66,20 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def environment(**extra):
-    """Return the environment of a server of the benchmark project."""
+def environment(tree=None, **extra):
+    """
+    Return the environment of a server of the benchmark project; tree, if
+    given, is another checkout whose django_fork the server runs (for a
+    before/after comparison in one run).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     # BENCH_PYTHONPATH puts more on the path of the servers, for trying
     # e.g. httptools and uvloop installed with pip install --target.
     extra_path = os.environ.get("BENCH_PYTHONPATH", "")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [extra_path, PROJECT, REPO] if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [extra_path, tree, PROJECT, REPO] if p
+    )
     env["DJANGO_SETTINGS_MODULE"] = "benchproject.settings"
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in extra.items()})
@@ -345,7 +351,7 @@ class Stack:
 # The setups. Ports are free loopback ports; Redis servers are private.
 
 
-def _env(fork=False, peer=False, **extra):
+def _env(fork=False, peer=False, tree=None, **extra):
     def make(redis_url):
         options = dict(extra)
         if fork:
@@ -354,7 +360,7 @@ def _env(fork=False, peer=False, **extra):
             options["BENCH_PEER"] = "1"
         if redis_url:
             options["BENCH_REDIS_URL"] = redis_url
-        return environment(**options)
+        return environment(tree, **options)
 
     return make
 
@@ -558,6 +564,23 @@ def setups(workers=1, threads=4, stack_threads=4, scaled=2):
             "Channels 4)" % workers,
         ),
     ]
+
+
+def baseline_setups(tree, workers=1, threads=4, stack_threads=4, scaled=2):
+    """
+    Return rows 4 and 5 running the django_fork of another checkout, tree
+    (e.g. `git archive <commit> | tar -x -C DIR`), as rows 4~ and 5~.
+    """
+    result = []
+    for stack in setups(workers, threads, stack_threads, scaled):
+        if stack.key not in ("4", "5"):
+            continue
+        stack.key += "~"
+        stack.name += " (baseline)"
+        stack.description += "; django_fork from %s" % tree
+        stack._env = _env(fork=True, tree=os.path.abspath(tree))
+        result.append(stack)
+    return result
 
 
 def by_key(**options):
