@@ -370,60 +370,61 @@ def verdict(met):
     return "met" if met else "MISSED"
 
 
+#: The goals of issue 17 for the HTTP rows: (label, setup key, test key,
+#: measure, reference setup key, bound, whether the ratio must be at most
+#: the bound (else at least)). Ratios are to the reference row in this run.
+GOALS = [
+    ("row 5 (uvicorn + runworker/Redis) hello c=32 req/s", "5", "hello_max",
+     "rps", "1", 0.80, False),
+    ("row 5 server CPU ms/request (all its processes)", "5", "hello_max", "cpu",
+     "1", 1.8, True),
+    ("row 5 hello c=1 p50", "5", "hello_c1", "p50", "1", 2.0, True),
+    ("row 5b hello c=32 req/s against row 1b (as many processes)", "5b",
+     "hello_max", "rps", "1b", 0.70, False),
+    ("row 4 (runstack) hello c=32 req/s", "4", "hello_max", "rps", "1", 1.0,
+     False),
+    ("row 4 hello c=1 p50", "4", "hello_c1", "p50", "1", 1.5, True),
+    # Channels 4.3 over channels_redis, for reference: row 5 stays at least
+    # 4x ahead of it in throughput and CPU per request.
+    ("Channels 4.3 (row 6b) hello c=32 req/s against row 5", "6b", "hello_max",
+     "rps", "5", 0.25, True),
+    ("Channels 4.3 (row 6b) CPU ms/request against row 5", "6b", "hello_max",
+     "cpu", "5", 4.0, False),
+]  # fmt: skip
+
+
 def targets(results, rate, instructions):
-    """Return the issue's targets, evaluated on this run."""
+    """Return the issue's goals, evaluated on this run."""
 
     def value(key, test, measure):
         if key not in results or test not in results[key]:
             return None
         return median([r.get(measure) for r in results[key][test]])
 
-    lines = ["Targets (issue 7), evaluated on this run:"]
+    lines = ["Goals (issue 17), evaluated on this run:"]
     if instructions and "3" in instructions:
         ratio = instructions["3"] / instructions["1"]
         lines.append(
             "- branch WSGI path within 1%% of stock in instructions/request: "
             "%.4fx -> %s" % (ratio, verdict(abs(ratio - 1) <= 0.01))
         )
-    for key in ("5", "5b", "4"):
-        name = {
-            "5": "over Redis (row 5)",
-            "5b": "over Redis, scaled (row 5b, info)",
-            "4": "runstack (row 4, info)",
-        }[key]
-        p50, base = value(key, "hello_c1", "p50"), value("1", "hello_c1", "p50")
-        if p50 is not None and base:
-            lines.append(
-                "- channel path %s, c=1 p50 <= 2x gunicorn's: %.2f ms = %.2fx -> %s"
-                % (name, p50, p50 / base, verdict(p50 <= 2 * base))
-            )
-        p99 = value(key, "hello_rate", "p99")
-        if p99 is not None:
-            lines.append(
-                "- channel path %s, p99 at %d req/s < 3 ms: %.2f ms -> %s"
-                % (name, rate, p99, verdict(p99 < 3))
-            )
-        rps = value(key, "hello_max", "rps")
-        uvicorn = value("2a", "hello_max", "rps")
-        gunicorn = value("1", "hello_max", "rps")
-        if rps is not None and uvicorn:
-            lines.append(
-                "- channel path %s, throughput >= 3x uvicorn+ASGIHandler: "
-                "%.0f req/s = %.2fx -> %s"
-                % (name, rps, rps / uvicorn, verdict(rps >= 3 * uvicorn))
-            )
-        if rps is not None and gunicorn:
-            lines.append(
-                "- channel path %s, throughput >= 60%% of gunicorn: "
-                "%.0f req/s = %.1f%% -> %s"
-                % (name, rps, 100 * rps / gunicorn, verdict(rps >= 0.6 * gunicorn))
-            )
-    scaled, gunicorns = value("5b", "hello_max", "rps"), value("1b", "hello_max", "rps")
-    if scaled is not None and gunicorns:
+    for label, key, test, measure, reference, bound, at_most in GOALS:
+        measured, base = value(key, test, measure), value(reference, test, measure)
+        if measured is None or not base:
+            continue
+        ratio = measured / base
         lines.append(
-            "- row 5b against gunicorn with as many workers (row 1b, info): "
-            "%.0f vs %.0f req/s = %.1f%%"
-            % (scaled, gunicorns, 100 * scaled / gunicorns)
+            "- %s %s %.2fx row %s's: %.3f vs %.3f = %.2fx -> %s"
+            % (
+                label,
+                "<=" if at_most else ">=",
+                bound,
+                reference,
+                measured,
+                base,
+                ratio,
+                verdict(ratio <= bound if at_most else ratio >= bound),
+            )
         )
     floor, base = value("5f", "hello_c1", "p50"), value("1", "hello_c1", "p50")
     p50 = value("5", "hello_c1", "p50")
@@ -437,6 +438,21 @@ def targets(results, rate, instructions):
                 "%.2fx the floor" % (p50 / floor) if p50 is not None else "not run",
             )
         )
+    floor_cpu, cpu = value("5f", "hello_max", "cpu"), value("5", "hello_max", "cpu")
+    if floor_cpu and cpu is not None:
+        lines.append(
+            "- floor of row 5's design (row 5f, info), CPU ms/request: %.3f; "
+            "row 5 is %.2fx the floor" % (floor_cpu, cpu / floor_cpu)
+        )
+    for key in ("4", "5"):
+        before, after = value(key + "~", "hello_max", "cpu"), value(
+            key, "hello_max", "cpu"
+        )
+        if before and after is not None:
+            lines.append(
+                "- row %s against its baseline (row %s~, info): CPU ms/request "
+                "%.3f vs %.3f = %.2fx" % (key, key, after, before, after / before)
+            )
     return lines
 
 
