@@ -94,14 +94,20 @@ def measure(stack, connections, duration):
     before_switches = switches(pids)
     before_commands = commandstats(stack)
     before_cpu = stack.cpu_seconds(with_redis=False)
+    before_all = stack.cpu_seconds()
     requests = wrk(stack, connections, duration)
     cpu = stack.cpu_seconds(with_redis=False) - before_cpu
+    redis_cpu = stack.cpu_seconds() - before_all - cpu
     after_switches = switches(pids)
     after_commands = commandstats(stack)
     lines = [
         "%s c=%d: %d requests, server CPU %.3f ms/request (Python processes)"
         % (stack.key, connections, requests, 1000 * cpu / requests)
     ]
+    if stack.redis is not None:
+        lines.append(
+            "  redis-server CPU %.3f ms/request" % (1000 * redis_cpu / requests)
+        )
     total = 0.0
     for pid in pids:
         if pid not in before_switches or pid not in after_switches:
