@@ -91,6 +91,7 @@ def wrk(stack, connections, duration):
 def measure(stack, connections, duration):
     names = {p.pid: p.name for p in stack.processes()}
     pids = list(names)
+    before_process_cpu = {pid: stacks.cpu_seconds([pid]) for pid in pids}
     before_switches = switches(pids)
     before_commands = commandstats(stack)
     before_cpu = stack.cpu_seconds(with_redis=False)
@@ -99,6 +100,9 @@ def measure(stack, connections, duration):
     cpu = stack.cpu_seconds(with_redis=False) - before_cpu
     redis_cpu = stack.cpu_seconds() - before_all - cpu
     after_switches = switches(pids)
+    process_cpu = {
+        pid: stacks.cpu_seconds([pid]) - before_process_cpu[pid] for pid in pids
+    }
     after_commands = commandstats(stack)
     lines = [
         "%s c=%d: %d requests, server CPU %.3f ms/request (Python processes)"
@@ -116,8 +120,14 @@ def measure(stack, connections, duration):
         involuntary = after_switches[pid][1] - before_switches[pid][1]
         total += voluntary / requests
         lines.append(
-            "  %-8s context switches/request: %.2f voluntary, %.2f involuntary"
-            % (names[pid], voluntary / requests, involuntary / requests)
+            "  %-8s context switches/request: %.2f voluntary, %.2f involuntary;"
+            " CPU %.3f ms/request"
+            % (
+                names[pid],
+                voluntary / requests,
+                involuntary / requests,
+                1000 * process_cpu[pid] / requests,
+            )
         )
     lines.append("  all     voluntary context switches/request: %.2f" % total)
     if after_commands:
