@@ -156,7 +156,7 @@ def main():
     parser.add_argument(
         "--baseline",
         metavar="DIR",
-        help="also offer rows 4~ and 5~: rows 4 and 5 on the checkout DIR",
+        help="also offer rows 4~, 5~, 5b~: rows 4, 5, 5b on the checkout DIR",
     )
     parser.add_argument("--output")
     args = parser.parse_args()

@@ -444,7 +444,7 @@ def targets(results, rate, instructions):
             "- floor of row 5's design (row 5f, info), CPU ms/request: %.3f; "
             "row 5 is %.2fx the floor" % (floor_cpu, cpu / floor_cpu)
         )
-    for key in ("4", "5"):
+    for key in ("4", "5", "5b"):
         before, after = value(key + "~", "hello_max", "cpu"), value(
             key, "hello_max", "cpu"
         )
@@ -487,8 +487,8 @@ def main():
     parser.add_argument(
         "--baseline",
         metavar="DIR",
-        help="also run rows 4 and 5 on the django_fork of the checkout DIR, "
-        "as rows 4~ and 5~ (select them with --only)",
+        help="also run rows 4, 5 and 5b on the django_fork of the checkout DIR, "
+        "as rows 4~, 5~ and 5b~ (select them with --only)",
     )
     parser.add_argument("--tests", help="comma-separated test keys")
     parser.add_argument("--no-callgrind", action="store_true")

@@ -568,12 +568,13 @@ def setups(workers=1, threads=4, stack_threads=4, scaled=2):
 
 def baseline_setups(tree, workers=1, threads=4, stack_threads=4, scaled=2):
     """
-    Return rows 4 and 5 running the django_fork of another checkout, tree
-    (e.g. `git archive <commit> | tar -x -C DIR`), as rows 4~ and 5~.
+    Return rows 4, 5 and 5b running the django_fork of another checkout,
+    tree (e.g. `git archive <commit> | tar -x -C DIR`), as rows 4~, 5~ and
+    5b~.
     """
     result = []
     for stack in setups(workers, threads, stack_threads, scaled):
-        if stack.key not in ("4", "5"):
+        if stack.key not in ("4", "5", "5b"):
             continue
         stack.key += "~"
         stack.name += " (baseline)"
