@@ -136,8 +136,11 @@ class Worker:
         threaded = [
             channel
             for channel in self.channels
-            if hasattr(self.routes[channel], "serve_in_thread")
-            or not is_async(self.routes[channel])
+            if (
+                hasattr(self.routes[channel], "serve_in_thread")
+                or not is_async(self.routes[channel])
+            )
+            and self.layer.can_receive_sync([channel])
         ]
         if not threaded or not self.layer.can_receive_sync(threaded):
             return [], list(self.channels)

@@ -194,6 +194,34 @@ class WorkerThreadTests(RedisTestCase):
 
         return asyncio.run(main())
 
+    def test_split_channels(self):
+        """
+        Sync consumers on channels the layer can block on go to the threads;
+        async ones and at-least-once channels stay on the event loop.
+        """
+        from django_fork.channels.worker import Worker
+
+        def sync_consumer(message):
+            pass
+
+        async def async_consumer(message):
+            pass
+
+        layer = self.layer(at_least_once=["queued"])
+        worker = Worker(
+            layer,
+            routes={
+                "plain": sync_consumer,
+                "queued": sync_consumer,
+                "later": async_consumer,
+            },
+        )
+        threaded, looped = worker.split_channels()
+        self.assertEqual(threaded, [HTTP_REQUEST_CHANNEL, "plain"])
+        self.assertEqual(sorted(looped), sorted(set(worker.channels) - set(threaded)))
+        self.assertIn("queued", looped)
+        self.assertIn("later", looped)
+
     def test_view_runs_in_a_receiving_thread(self):
         [(status, _, body)] = self.serve(("GET", "/describe/", b"", b""))
         data = json.loads(body)
