@@ -28,6 +28,7 @@ from .peek import PeekMixin
 from .scripts import SEND
 from .state import LoopState
 from .stats import StatsMixin
+from .store import StoreMixin
 from .streams import StreamsMixin
 
 __all__ = ["RedisChannelLayer"]
@@ -50,6 +51,7 @@ class RedisChannelLayer(
     GroupsMixin,
     DelayMixin,
     PeekMixin,
+    StoreMixin,
     BaseChannelLayer,
 ):
     """
@@ -73,7 +75,15 @@ class RedisChannelLayer(
     - connection_kwargs: more keyword arguments for redis-py clients.
     """
 
-    extensions = ["groups", "flush", "stats", "peek", "delay", "at_least_once"]
+    extensions = [
+        "groups",
+        "flush",
+        "stats",
+        "peek",
+        "delay",
+        "at_least_once",
+        "store",
+    ]
 
     def __init__(
         self,
