@@ -2968,13 +2968,16 @@ WSGI_HANDLER_CALL_NEW = """\
         self.start_request(get_script_name(environ), environ=environ)
         response = self.respond(environ)
 """
-ASGI_HANDLE_OLD = """\
-        set_script_prefix(get_script_prefix(scope))
-        await signals.request_started.asend(sender=self.__class__, scope=scope)
+_ASGI_HANDLE_OLD = """\
+set_script_prefix(get_script_prefix(scope))
+await signals.request_started.asend(sender=self.__class__, scope=scope)
 """
-ASGI_HANDLE_NEW = """\
-        await self.astart_request(get_script_prefix(scope), scope=scope)
+_ASGI_HANDLE_NEW = """\
+await self.astart_request(get_script_prefix(scope), scope=scope)
 """
+# Columns of ASGIHandler.handle()'s request start, by base: Django 6.0 moved
+# it into "with closing(body_file):".
+ASGI_HANDLE_INDENT = {"5.2.19": 8, "6.1.3": 12}
 ASGI_RUN_GET_RESPONSE = '''
     async def run_get_response(self, request):
         """Get async response."""
@@ -3048,7 +3051,13 @@ def edit_handlers(repo, step, ctx):
     text = drop_defs(text, ["ASGIRequest." + n for n in ASGI_REQUEST_MOVED], path)
     # The scope's script name is the neutral module's, under its old name.
     text = drop_def(text, "get_script_prefix", path)
-    text = replace_once(text, ASGI_HANDLE_OLD, ASGI_HANDLE_NEW, path)
+    indent = " " * ASGI_HANDLE_INDENT[DJANGO_VERSION]
+    text = replace_once(
+        text,
+        textwrap.indent(_ASGI_HANDLE_OLD, indent),
+        textwrap.indent(_ASGI_HANDLE_NEW, indent),
+        path,
+    )
     text = replace_def(
         text, "ASGIHandler.run_get_response", ASGI_RUN_GET_RESPONSE, path
     )

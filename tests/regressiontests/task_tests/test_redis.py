@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import skipUnless
 
 import redis
 from django.test import SimpleTestCase, override_settings
@@ -13,7 +14,14 @@ from django.test import SimpleTestCase, override_settings
 from django_fork.channels.layers import get_channel_layer
 from django_fork.test.redis import RedisServer, require_redis
 
-from .tests import EnqueueBurstMixin, enqueue_burst, stalled_tasks
+from . import tasks
+from .tests import EnqueueBurstMixin, enqueue_burst, stalled_tasks, wait_all_finished
+
+try:
+    import django.tasks as DJANGO_TASKS
+except ImportError:
+    # Django 5.2: the django-tasks backport serves the other tests.
+    DJANGO_TASKS = None
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(os.path.dirname(TESTS))
@@ -115,3 +123,29 @@ class RedisEnqueueBurstTests(RedisWorkersMixin, EnqueueBurstMixin, SimpleTestCas
         self.assertEqual(
             len({result.worker_ids[0] for result in results}), self.workers
         )
+
+
+@skipUnless(DJANGO_TASKS, "Django's own tasks framework is Django 6.0+.")
+class DjangoTasksFrameworkTests(RedisWorkersMixin, SimpleTestCase):
+    """Tasks of django.tasks, Django's own framework, on channel workers."""
+
+    workers = 1
+
+    def test_enqueue_runs_on_runworker(self):
+        """
+        A task enqueued through django.tasks runs on a runworker process over
+        Redis, and its result is readable here.
+        """
+        from django.tasks import TaskResultStatus
+
+        self.assertIsInstance(tasks.resize, DJANGO_TASKS.Task)
+        result = tasks.resize.enqueue(3, 4)
+        self.assertIsInstance(result, DJANGO_TASKS.TaskResult)
+        self.assertEqual(result.status, TaskResultStatus.READY)
+        wait_all_finished([result])
+        self.assertEqual(result.status, TaskResultStatus.SUCCESSFUL)
+        self.assertEqual(result.return_value, {"area": 12})
+        self.assertEqual(result.attempts, 1)
+        fetched = tasks.resize.get_result(result.id)
+        self.assertEqual(fetched.return_value, {"area": 12})
+        self.assertEqual(fetched.finished_at, result.finished_at)
