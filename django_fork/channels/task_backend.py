@@ -40,6 +40,7 @@ import logging
 from traceback import format_exception
 
 from asgiref.sync import async_to_sync, iscoroutinefunction
+from django.core import checks
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
@@ -102,7 +103,14 @@ class LayerResults:
         return channel_layers[self.layer_alias]
 
     def check(self):
-        self.layer.require_extension("store")
+        if not self.layer.has_extension("store"):
+            yield checks.Error(
+                "Task results are kept in the channel layer's store, and layer "
+                "%r (%s) has no 'store' extension."
+                % (self.layer_alias, type(self.layer).__name__),
+                hint="Name a shared cache in the backend's 'cache' option.",
+                id="channels.E011",
+            )
 
     def add(self, key, data, timeout):
         return self.layer.store_add_sync(key, data, timeout)
@@ -131,6 +139,7 @@ class CacheResults:
 
     def check(self):
         self.cache
+        return []
 
     def add(self, key, data, timeout):
         return self.cache.add(key, data, timeout)
@@ -270,7 +279,7 @@ class ChannelTaskBackend(BaseTaskBackend):
     def check(self, **kwargs):
         yield from super().check(**kwargs)
         channel_layers[self.layer_alias]
-        self.results.check()
+        yield from self.results.check()
 
     def _key(self, result_id):
         return "tasks.%s.%s" % (self.alias, result_id)

@@ -12,7 +12,12 @@ from django.utils import timezone
 from django_fork.channels.background import asend_task, send_task
 from django_fork.channels.exceptions import ChannelFull, ChannelFullTimeout
 from django_fork.channels.layers import get_channel_layer
-from django_fork.channels.task_backend import TaskResultStatus, task_backends
+from django_fork.channels.layers.inmemory import InMemoryChannelLayer
+from django_fork.channels.task_backend import (
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_backends,
+)
 from django_fork.channels.worker import Worker
 
 from . import tasks
@@ -26,6 +31,12 @@ TASKS = {
     }
 }
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+class NoStoreLayer(InMemoryChannelLayer):
+    """A layer without the "store" extension."""
+
+    extensions = [e for e in InMemoryChannelLayer.extensions if e != "store"]
 
 
 class running_worker:
@@ -97,6 +108,38 @@ class ChannelTaskBackendTests(SimpleTestCase):
         async with running_worker():
             await wait_finished(result)
         self.assertGreaterEqual(result.started_at, run_after)
+
+    def test_redelivered_task_counts_its_attempts(self):
+        """
+        A task.run message delivered again (at-least-once channels, after a
+        worker died) runs as the next attempt of the same result.
+        """
+        result = tasks.attempt.enqueue()
+        message = get_channel_layer().receive_sync("tasks.default")
+        backend = task_backends["default"]
+        backend.run(message)
+        first = backend.get_result(result.id)
+        backend.run(message)
+        result.refresh()
+        self.assertEqual(result.status, TaskResultStatus.SUCCESSFUL)
+        self.assertEqual(result.attempts, 2)
+        self.assertEqual(result.return_value, 2)
+        self.assertEqual(result.started_at, first.started_at)
+        self.assertGreater(result.last_attempted_at, first.last_attempted_at)
+
+    def test_result_of_unknown_id(self):
+        with self.assertRaises(TaskResultDoesNotExist):
+            task_backends["default"].get_result("missing")
+
+    def test_check_needs_a_layer_with_a_store(self):
+        no_store = {"default": {"BACKEND": "task_tests.tests.NoStoreLayer"}}
+        with override_settings(CHANNEL_LAYERS=no_store):
+            errors = list(task_backends["default"].check())
+        self.assertEqual([e.id for e in errors], ["channels.E011"])
+        self.assertIn("has no 'store' extension", errors[0].msg)
+        with_cache = {"default": {**TASKS["default"], "OPTIONS": {"cache": "default"}}}
+        with override_settings(CHANNEL_LAYERS=no_store, TASKS=with_cache):
+            self.assertEqual(list(task_backends["default"].check()), [])
 
     async def test_only_channels_pool(self):
         """A --only-channels "tasks.*" worker runs tasks and no views."""
