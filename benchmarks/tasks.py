@@ -5,8 +5,9 @@ two worker processes on a redis-server of its own.
 - Celery: a Redis broker and a Redis result backend, two ``celery worker
   -c 1`` (prefork, one child each), as a user would start them.
 - ChannelTaskBackend: the Redis channel layer (task channels of the default
-  capacity, 100, unless --capacity), results in the layer's store, two
-  ``runworker --threads 1 --only-channels "tasks.*"``.
+  capacity, 100, unless --capacity), results in the layer's store (or,
+  with --results cache, in Django's RedisCache), two ``runworker --threads
+  1 --only-channels "tasks.*"``.
 
 Each round enqueues a burst of --tasks no-op tasks (10,000) from this
 process, one thread, as fast as it can, into every setup in turn (the order
@@ -27,7 +28,7 @@ rounds and the ratios to row 1 (Celery):
 The goals (issue 17) are evaluated at the end as met or missed.
 
 Usage: python benchmarks/tasks.py [--rounds 3] [--tasks 10000]
-       [--capacity N] [--no-save]
+       [--capacity N] [--results store|cache] [--no-save]
 """
 
 import argparse
@@ -128,15 +129,20 @@ class CelerySetup(Setup):
 class ChannelSetup(Setup):
     key = "channels"
 
-    def __init__(self, logdir, capacity=None, **options):
+    def __init__(self, logdir, capacity=None, results="store", **options):
         super().__init__(logdir, **options)
-        self.capacity = capacity
         self.env["DJANGO_SETTINGS_MODULE"] = "benchtasks.settings"
         if capacity:
             self.env["BENCH_TASK_CAPACITY"] = str(capacity)
+        if results == "cache":
+            self.env["BENCH_TASK_RESULTS"] = "cache"
         self.name = (
             "ChannelTaskBackend, Redis layer (task channels of capacity %s), "
-            "2 x runworker --threads 1" % (capacity or 100)
+            "results in %s, 2 x runworker --threads 1"
+            % (
+                capacity or 100,
+                "Django's RedisCache" if results == "cache" else "the layer's store",
+            )
         )
 
     def worker_argv(self, number):
@@ -146,10 +152,8 @@ class ChannelSetup(Setup):
 
     def prepare(self):
         # This process enqueues with the same settings as the workers.
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("BENCH_")})
         os.environ["DJANGO_SETTINGS_MODULE"] = "benchtasks.settings"
-        os.environ["BENCH_REDIS_URL"] = self.redis.url
-        if self.capacity:
-            os.environ["BENCH_TASK_CAPACITY"] = str(self.capacity)
         import django
 
         django.setup()
@@ -222,11 +226,21 @@ def main():
     parser.add_argument(
         "--capacity", type=int, default=None, help="of the task channels"
     )
+    parser.add_argument(
+        "--results",
+        choices=["store", "cache"],
+        default="store",
+        help="where ChannelTaskBackend keeps results: the layer's store, or "
+        "Django's RedisCache (the 'cache' option)",
+    )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
 
     logdir = tempfile.mkdtemp(prefix="bench-tasks-")
-    setups = [CelerySetup(logdir), ChannelSetup(logdir, capacity=args.capacity)]
+    setups = [
+        CelerySetup(logdir),
+        ChannelSetup(logdir, capacity=args.capacity, results=args.results),
+    ]
     try:
         for setup in setups:
             setup.start()

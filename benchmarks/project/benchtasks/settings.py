@@ -6,6 +6,8 @@ harness that enqueues and the runworker processes that run the tasks.
   records, see tasks.py).
 - BENCH_TASK_CAPACITY: the capacity of the task channels (default: the
   layer's default, 100).
+- BENCH_TASK_RESULTS=cache: results in Django's RedisCache (database 1 of
+  that Redis) rather than in the layer's store.
 """
 
 import os
@@ -36,3 +38,11 @@ TASKS = {
         "BACKEND": "django_fork.channels.task_backend.ChannelTaskBackend",
     }
 }
+if os.environ.get("BENCH_TASK_RESULTS") == "cache":
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CHANNEL_LAYERS["default"]["LOCATION"].replace("/0", "/1"),
+        }
+    }
+    TASKS["default"]["OPTIONS"] = {"cache": "default"}
