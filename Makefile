@@ -48,7 +48,9 @@ help:
 	@echo "Benchmarks and failure drills (benchmarks/, not part of make test):"
 	@echo "  bench     HTTP setups side by side, then a 1 GiB upload through"
 	@echo "            the channel path; reports in benchmarks/results/"
-	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it)"
+	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it),"
+	@echo "            then tasks: Celery vs ChannelTaskBackend"
+	@echo "            (TASK_BENCH_ARGS='--rounds 5 --tasks 20000')"
 	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2'),"
 	@echo "            then impolite clients on runstack and uvicorn + runworker"
 	@echo "            (IMPOLITE_ARGS='--stacks runstack --scale 0.1')"
@@ -155,6 +157,7 @@ bench-tools:
 bench: $(BENCH_STAMP) bench-tools
 	$(VENV_PYTHON) benchmarks/http_stack.py $(BENCH_ARGS)
 	$(VENV_PYTHON) benchmarks/big_upload.py
+	$(VENV_PYTHON) benchmarks/tasks.py $(TASK_BENCH_ARGS)
 
 chaos: $(BENCH_STAMP) bench-tools
 	$(VENV_PYTHON) benchmarks/chaos.py $(CHAOS_ARGS)

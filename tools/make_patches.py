@@ -390,6 +390,10 @@ PATCHES = REFACTOR_PATCHES + [
         raising ChannelFull, and message expiry. InMemoryChannelLayer is the
         default backend; it serves the threads and event loops of one
         process.
+
+        The "store" extension keeps values under keys for a timeout, where
+        every process of the layer finds them, on the layer's own
+        connections: task results live there.
         """,
         files=[
             "django_fork/channels/__init__.py",
@@ -448,7 +452,10 @@ PATCHES = REFACTOR_PATCHES + [
         interface relays WebSocket connections the same way.
 
         send_task() sends background work to a named channel from a view,
-        and ChannelTaskBackend runs django-tasks tasks on the workers.
+        waiting for room on a full channel when given a timeout, and
+        ChannelTaskBackend runs the tasks of django.tasks (of the
+        django-tasks backport before Django 6.0) on the workers, with their
+        results in the layer's store.
 
         get_wsgi_application() and get_asgi_application() are unchanged and
         never import the channel path.
@@ -468,7 +475,9 @@ PATCHES = REFACTOR_PATCHES + [
             "django_fork/channels/task_backend.py",
             "tests/regressiontests/channel_path_tests/*",
             "tests/regressiontests/transport_equivalence/*",
-            "tests/regressiontests/task_tests/*",
+            "tests/regressiontests/task_tests/__init__.py",
+            "tests/regressiontests/task_tests/tasks.py",
+            "tests/regressiontests/task_tests/tests.py",
             "docs/topics/channels.txt",
             "docs/topics/channels-tasks.txt",
             "docs/ref/transport-differences.txt",
@@ -480,7 +489,9 @@ PATCHES = REFACTOR_PATCHES + [
         to workers over a channel layer; ``ChannelHandler`` runs them through
         the usual middleware and views, and ``send_task()`` and
         ``ChannelTaskBackend`` run background work on the same workers. See
-        :doc:`/topics/channels`.
+        :doc:`/topics/channels`. ``ChannelTaskBackend`` is a backend of
+        ``django.tasks`` on Django 6.0 and later, and of the django-tasks
+        backport on Django 5.2 (:doc:`/topics/channels-tasks`).
         """,
     ),
     Patch(
@@ -585,6 +596,9 @@ PATCHES = REFACTOR_PATCHES + [
             "tests/regressiontests/redis_layer_tests/*",
             "tests/regressiontests/server_tests/asgi.py",
             "tests/regressiontests/server_tests/test_cross_process.py",
+            # Tasks enqueued here, run by runworker processes over Redis.
+            "tests/regressiontests/task_tests/test_redis.py",
+            "tests/regressiontests/task_tests/worker_settings.py",
             "docs/ref/channel-layers-redis.txt",
         ],
         commands=["channelstats"],
@@ -904,6 +918,12 @@ ADAPTATIONS = [
         'INSTALLED_APPS = ["django_fork"]',
         "INSTALLED_APPS = []",
         "there is no django_fork app",
+    ),
+    Adapt(
+        "tests/regressiontests/task_tests/worker_settings.py",
+        'INSTALLED_APPS = ["django_fork"]',
+        "INSTALLED_APPS = []",
+        "there is no django_fork app: runworker is a core command",
     ),
     Adapt(
         "tests/regressiontests/server_tests/settings.py",
@@ -2948,13 +2968,16 @@ WSGI_HANDLER_CALL_NEW = """\
         self.start_request(get_script_name(environ), environ=environ)
         response = self.respond(environ)
 """
-ASGI_HANDLE_OLD = """\
-        set_script_prefix(get_script_prefix(scope))
-        await signals.request_started.asend(sender=self.__class__, scope=scope)
+_ASGI_HANDLE_OLD = """\
+set_script_prefix(get_script_prefix(scope))
+await signals.request_started.asend(sender=self.__class__, scope=scope)
 """
-ASGI_HANDLE_NEW = """\
-        await self.astart_request(get_script_prefix(scope), scope=scope)
+_ASGI_HANDLE_NEW = """\
+await self.astart_request(get_script_prefix(scope), scope=scope)
 """
+# Columns of ASGIHandler.handle()'s request start, by base: Django 6.0 moved
+# it into "with closing(body_file):".
+ASGI_HANDLE_INDENT = {"5.2.19": 8, "6.1.3": 12}
 ASGI_RUN_GET_RESPONSE = '''
     async def run_get_response(self, request):
         """Get async response."""
@@ -3028,7 +3051,13 @@ def edit_handlers(repo, step, ctx):
     text = drop_defs(text, ["ASGIRequest." + n for n in ASGI_REQUEST_MOVED], path)
     # The scope's script name is the neutral module's, under its old name.
     text = drop_def(text, "get_script_prefix", path)
-    text = replace_once(text, ASGI_HANDLE_OLD, ASGI_HANDLE_NEW, path)
+    indent = " " * ASGI_HANDLE_INDENT[DJANGO_VERSION]
+    text = replace_once(
+        text,
+        textwrap.indent(_ASGI_HANDLE_OLD, indent),
+        textwrap.indent(_ASGI_HANDLE_NEW, indent),
+        path,
+    )
     text = replace_def(
         text, "ASGIHandler.run_get_response", ASGI_RUN_GET_RESPONSE, path
     )

@@ -3,6 +3,7 @@
 from django_fork.channels.exceptions import (
     ChannelError,
     ChannelFull,
+    ChannelFullTimeout,
     ChannelLayerUnavailable,
     InvalidChannelName,
     InvalidMessage,
@@ -14,6 +15,7 @@ from django_fork.channels.layers import channel_layers, get_channel_layer
 __all__ = [
     "ChannelError",
     "ChannelFull",
+    "ChannelFullTimeout",
     "ChannelLayerUnavailable",
     "InvalidChannelName",
     "InvalidMessage",

@@ -13,16 +13,77 @@ that channel, so heavy work can live on its own machines::
         # row that does not exist yet.
         message = {"type": "thumbnail", "id": photo.pk}
         send_task("thumbnails", message, on_commit=True)
+
+A full channel refuses a send at once (ChannelFull) unless the send has a
+timeout: then it waits for room, retrying with a backoff, for up to that
+long before it raises ChannelFullTimeout. Enqueued tasks wait that way, so a
+burst of them fills the queue and waits for workers rather than fails.
 """
+
+import asyncio
+import time
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
+from django_fork.channels.exceptions import ChannelFull, ChannelFullTimeout
 from django_fork.channels.layers import (
     DEFAULT_CHANNEL_LAYER_ALIAS,
     channel_layers,
 )
 
 __all__ = ["asend_task", "send_task"]
+
+#: The first retry's delay, and the longest delay between retries (seconds),
+#: of a send waiting for room. The longest is short beside the time workers
+#: take to drain a queue of a hundred tasks, so a queue never idles long.
+FIRST_DELAY = 0.001
+MAX_DELAY = 0.02
+
+
+def _gave_up(channel_layer, channel, timeout):
+    return ChannelFullTimeout(
+        "Channel %r stayed full (capacity %d) for %s seconds: its consumers "
+        "are not keeping up, or none is running."
+        % (channel, channel_layer.get_capacity(channel), timeout)
+    )
+
+
+def _send_waiting(channel_layer, channel, message, timeout):
+    """Send, waiting for room for up to timeout seconds (None: not at all)."""
+    deadline = None
+    delay = FIRST_DELAY
+    while True:
+        try:
+            return channel_layer.send_sync(channel, message)
+        except ChannelFull:
+            if not timeout:
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            elif now >= deadline:
+                raise _gave_up(channel_layer, channel, timeout) from None
+        time.sleep(min(delay, max(0.0, deadline - now)))
+        delay = min(delay * 2, MAX_DELAY)
+
+
+async def _asend_waiting(channel_layer, channel, message, timeout):
+    """Async twin of _send_waiting()."""
+    deadline = None
+    delay = FIRST_DELAY
+    while True:
+        try:
+            return await channel_layer.send(channel, message)
+        except ChannelFull:
+            if not timeout:
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            elif now >= deadline:
+                raise _gave_up(channel_layer, channel, timeout) from None
+        await asyncio.sleep(min(delay, max(0.0, deadline - now)))
+        delay = min(delay * 2, MAX_DELAY)
 
 
 def send_task(
@@ -33,12 +94,15 @@ def send_task(
     using=DEFAULT_DB_ALIAS,
     delay=None,
     layer=DEFAULT_CHANNEL_LAYER_ALIAS,
+    timeout=None,
 ):
     """
     Send message to channel. With on_commit, send it when the transaction
     of database using commits (at once outside a transaction; never if it
     rolls back). With delay, deliver it delay seconds later (the layer must
-    have the "delay" extension).
+    have the "delay" extension). With timeout, wait up to timeout seconds
+    for room while channel is full, then raise ChannelFullTimeout; without
+    it, a full channel raises ChannelFull at once.
     """
     channel_layer = channel_layers[layer]
     if delay is not None:
@@ -49,7 +113,7 @@ def send_task(
 
     def send():
         if delay is None:
-            channel_layer.send_sync(channel, message)
+            _send_waiting(channel_layer, channel, message, timeout)
         else:
             channel_layer.send_later_sync(channel, message, delay)
 
@@ -60,12 +124,12 @@ def send_task(
 
 
 async def asend_task(
-    channel, message, *, delay=None, layer=DEFAULT_CHANNEL_LAYER_ALIAS
+    channel, message, *, delay=None, layer=DEFAULT_CHANNEL_LAYER_ALIAS, timeout=None
 ):
     """Async twin of send_task() (without on_commit: use it in sync code)."""
     channel_layer = channel_layers[layer]
     if delay is None:
-        await channel_layer.send(channel, message)
+        await _asend_waiting(channel_layer, channel, message, timeout)
     else:
         channel_layer.require_extension("delay")
         await channel_layer.send_later(channel, message, delay)

@@ -38,6 +38,13 @@ class ChannelFull(ChannelError):
     status_code = 503
 
 
+class ChannelFullTimeout(ChannelFull):
+    """
+    A send that waits for room (send_task() with a timeout, an enqueued
+    task) found the channel full for all of its timeout.
+    """
+
+
 class MessageTooLarge(ChannelError):
     """A message (or a request body) is larger than the configured limit."""
 

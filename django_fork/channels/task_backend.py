@@ -1,50 +1,71 @@
 """
-A django-tasks backend that runs tasks on channel workers.
+A tasks backend that runs tasks on channel workers.
 
-``task.enqueue()`` sends a task.run message to the channel "tasks.<queue>";
-a worker runs it and stores the result where ``get_result()`` finds it (a
-Django cache shared by the processes: Redis or database, not locmem, once
-workers are separate processes). Workers serve the task channels of every
-ChannelTaskBackend in TASKS by themselves; ``runworker --only-channels
-"tasks.*"`` makes a pool that runs nothing else::
+On Django 6.0 and later it is a backend of Django's own tasks framework
+(django.tasks, the TASKS setting); on Django 5.2, of the django-tasks
+package, the backport of that framework. Either way::
 
     TASKS = {
         "default": {
             "BACKEND": "django_fork.channels.task_backend.ChannelTaskBackend",
             "QUEUES": ["default", "images"],
-            "OPTIONS": {"layer": "default", "cache": "default"},
+            "OPTIONS": {"layer": "default"},
         }
     }
 
-Tasks with run_after are delivered then, through the layer's "delay"
-extension. Delivery follows the task channel's semantics in the layer: with
-the Redis layer's at_least_once option for "tasks.*", a task whose worker died
-runs again on another worker.
+``task.enqueue()`` sends a task.run message to the channel "tasks.<queue>"
+that carries the whole task; a worker runs it and stores the result where
+``get_result()`` finds it: in the channel layer's "store" (the Redis layer
+keeps it in its Redis, on its own connections), or in the Django cache that
+the "cache" option names. Workers serve the task channels of every
+ChannelTaskBackend in TASKS by themselves; ``runworker --only-channels
+"tasks.*"`` makes a pool that runs nothing else.
+
+A full task channel makes enqueue() wait for room, for up to
+"enqueue_timeout" seconds (30 by default), then raise ChannelFullTimeout; a
+task whose enqueue failed leaves no result behind. Tasks with run_after are
+delivered then, through the layer's "delay" extension. Delivery follows the
+task channel's semantics in the layer: with the Redis layer's at_least_once
+option for "tasks.*", a task whose worker died runs again on another worker.
+
+Results cost one store operation per change of state: the enqueue adds the
+READY result once the message is sent (unless a worker already stored a
+later state), the worker swaps in RUNNING (learning the attempts before
+it) and sets the outcome. The worker never reads the result back before
+running: the message holds what it needs.
 """
 
 import datetime
 import logging
+from traceback import format_exception
 
 from asgiref.sync import async_to_sync, iscoroutinefunction
-from django.core.cache import caches
+from django.core import checks
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
-from django_tasks import task_backends
-from django_tasks.backends.base import BaseTaskBackend
-from django_tasks.base import (
-    TaskContext,
-    TaskError,
-    TaskResult,
-    TaskResultStatus,
-)
-from django_tasks.exceptions import TaskResultDoesNotExist
-from django_tasks.signals import task_enqueued, task_finished, task_started
-from django_tasks.utils import (
-    get_exception_traceback,
-    get_module_path,
-    get_random_id,
-    normalize_json,
-)
+
+try:
+    # Django 6.0+: the tasks framework is Django's own.
+    from django.tasks import (
+        TaskContext,
+        TaskResult,
+        TaskResultStatus,
+        task_backends,
+    )
+    from django.tasks.backends.base import BaseTaskBackend
+    from django.tasks.base import TaskError
+    from django.tasks.exceptions import TaskResultDoesNotExist
+    from django.tasks.signals import task_enqueued, task_finished, task_started
+    from django.utils.json import normalize_json
+except ImportError:
+    # Django 5.2: the django-tasks backport.
+    from django_tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
+    from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks.base import TaskError
+    from django_tasks.exceptions import TaskResultDoesNotExist
+    from django_tasks.signals import task_enqueued, task_finished, task_started
+    from django_tasks.utils import normalize_json
 
 from django_fork.channels.background import send_task
 from django_fork.channels.layers import channel_layers
@@ -54,7 +75,101 @@ logger = logging.getLogger("django_fork.channels.tasks")
 __all__ = ["ChannelTaskBackend", "get_task_routes"]
 
 
+def _random_id():
+    return get_random_string(32)
+
+
+def _class_path(cls):
+    return "%s.%s" % (cls.__module__, cls.__qualname__)
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+def _datetime(value):
+    return datetime.datetime.fromisoformat(value) if value is not None else None
+
+
+class LayerResults:
+    """Results in the channel layer's "store" extension."""
+
+    def __init__(self, layer_alias):
+        self.layer_alias = layer_alias
+
+    @property
+    def layer(self):
+        # Looked up each time: CHANNEL_LAYERS may change under tests.
+        return channel_layers[self.layer_alias]
+
+    def check(self):
+        if not self.layer.has_extension("store"):
+            yield checks.Error(
+                "Task results are kept in the channel layer's store, and layer "
+                "%r (%s) has no 'store' extension."
+                % (self.layer_alias, type(self.layer).__name__),
+                hint="Name a shared cache in the backend's 'cache' option.",
+                id="channels.E011",
+            )
+
+    def add(self, key, data, timeout):
+        return self.layer.store_add_sync(key, data, timeout)
+
+    def swap(self, key, data, timeout):
+        return self.layer.store_swap_sync(key, data, timeout)
+
+    def set(self, key, data, timeout):
+        self.layer.store_set_sync(key, data, timeout)
+
+    def get(self, key):
+        return self.layer.store_get_sync(key)
+
+
+class CacheResults:
+    """Results in a Django cache (every operation is one cache call)."""
+
+    def __init__(self, cache_alias):
+        self.cache_alias = cache_alias
+
+    @property
+    def cache(self):
+        from django.core.cache import caches
+
+        return caches[self.cache_alias]
+
+    def check(self):
+        self.cache
+        return []
+
+    def add(self, key, data, timeout):
+        return self.cache.add(key, data, timeout)
+
+    def swap(self, key, data, timeout):
+        cache = self.cache
+        previous = cache.get(key)
+        cache.set(key, data, timeout)
+        return previous
+
+    def set(self, key, data, timeout):
+        self.cache.set(key, data, timeout)
+
+    def get(self, key):
+        return self.cache.get(key)
+
+
 class ChannelTaskBackend(BaseTaskBackend):
+    """
+    Run tasks on channel workers. OPTIONS:
+
+    - layer: the CHANNEL_LAYERS alias tasks travel on (default "default").
+    - cache: a CACHES alias to keep results in; by default they are kept in
+      the layer's store (its "store" extension).
+    - result_ttl: seconds a result is kept (default a week).
+    - enqueue_timeout: seconds enqueue() waits for room on a full task
+      channel before it raises ChannelFullTimeout (default 30).
+    - channel_prefix: the task channels' prefix (default "tasks").
+    """
+
     supports_async_task = True
     supports_get_result = True
     supports_defer = True
@@ -62,10 +177,15 @@ class ChannelTaskBackend(BaseTaskBackend):
     def __init__(self, alias, params):
         super().__init__(alias, params)
         self.layer_alias = self.options.get("layer", "default")
-        self.cache_alias = self.options.get("cache", "default")
+        self.cache_alias = self.options.get("cache")
+        if self.cache_alias is None:
+            self.results = LayerResults(self.layer_alias)
+        else:
+            self.results = CacheResults(self.cache_alias)
         self.result_ttl = self.options.get("result_ttl", 7 * 86400)
+        self.enqueue_timeout = self.options.get("enqueue_timeout", 30)
         self.channel_prefix = self.options.get("channel_prefix", "tasks")
-        self.worker_id = get_random_id()
+        self.worker_id = _random_id()
 
     def channel_for(self, queue_name):
         return "%s.%s" % (self.channel_prefix, queue_name)
@@ -74,74 +194,63 @@ class ChannelTaskBackend(BaseTaskBackend):
         self.validate_task(task)
         result = TaskResult(
             task=task,
-            id=get_random_id(),
+            id=_random_id(),
             status=TaskResultStatus.READY,
             enqueued_at=timezone.now(),
             started_at=None,
             last_attempted_at=None,
             finished_at=None,
-            args=args,
-            kwargs=kwargs,
+            args=normalize_json(args),
+            kwargs=normalize_json(kwargs),
             backend=self.alias,
             errors=[],
             worker_ids=[],
         )
-        self._store(result)
         delay = None
         if task.run_after is not None:
             delay = max(0.0, (task.run_after - timezone.now()).total_seconds())
+        data = self._data(result)
+        # Sent first: an enqueue that fails (a queue still full after
+        # enqueue_timeout, an unreachable layer) stores nothing. The READY
+        # result is only added, so it never hides the RUNNING or finished
+        # result of a worker that was quicker.
         send_task(
             self.channel_for(task.queue_name),
-            {
-                "type": "task.run",
-                "backend": self.alias,
-                "id": result.id,
-                "task": task.module_path,
-                "queue_name": task.queue_name,
-                "priority": task.priority,
-                "args": result.args,
-                "kwargs": result.kwargs,
-            },
+            {"type": "task.run", "backend": self.alias, "id": result.id, **data},
             delay=delay,
             layer=self.layer_alias,
+            timeout=self.enqueue_timeout,
         )
+        self.results.add(self._key(result.id), data, self.result_ttl)
         task_enqueued.send(type(self), task_result=result)
         return result
 
     def get_result(self, result_id):
-        data = caches[self.cache_alias].get(self._key(result_id))
+        data = self.results.get(self._key(result_id))
         if data is None:
             raise TaskResultDoesNotExist(result_id)
-        task = import_string(data["task"]).using(
-            queue_name=data["queue_name"], priority=data["priority"], backend=self.alias
-        )
-        result = TaskResult(
-            task=task,
-            id=result_id,
-            status=TaskResultStatus(data["status"]),
-            enqueued_at=_datetime(data["enqueued_at"]),
-            started_at=_datetime(data["started_at"]),
-            last_attempted_at=_datetime(data["last_attempted_at"]),
-            finished_at=_datetime(data["finished_at"]),
-            args=data["args"],
-            kwargs=data["kwargs"],
-            backend=self.alias,
-            errors=[TaskError(**error) for error in data["errors"]],
-            worker_ids=data["worker_ids"],
-        )
-        object.__setattr__(result, "_return_value", data["return_value"])
-        return result
+        return self._result(result_id, data)
 
     def run(self, message):
         """Run a task.run message (the consumer of the task channels)."""
-        result = self.get_result(message["id"])
+        result = self._result(message["id"], message)
         task = result.task
         now = timezone.now()
         object.__setattr__(result, "status", TaskResultStatus.RUNNING)
-        object.__setattr__(result, "started_at", result.started_at or now)
+        object.__setattr__(result, "started_at", now)
         object.__setattr__(result, "last_attempted_at", now)
         result.worker_ids.append(self.worker_id)
-        self._store(result)
+        key = self._key(result.id)
+        previous = self.results.swap(key, self._data(result), self.result_ttl)
+        if previous is not None and previous.get("worker_ids"):
+            # Delivered again (at-least-once channels): earlier attempts
+            # count, and the task started with the first of them.
+            result.worker_ids[:0] = previous["worker_ids"]
+            object.__setattr__(
+                result, "started_at", _datetime(previous["started_at"]) or now
+            )
+            result.errors[:0] = [TaskError(**e) for e in previous["errors"]]
+            self.results.set(key, self._data(result), self.result_ttl)
         task_started.send(type(self), task_result=result)
         try:
             args = result.args
@@ -158,27 +267,30 @@ class ChannelTaskBackend(BaseTaskBackend):
             logger.exception("Task %s (%s) failed.", task.module_path, result.id)
             result.errors.append(
                 TaskError(
-                    exception_class_path=get_module_path(type(e)),
-                    traceback=get_exception_traceback(e),
+                    exception_class_path=_class_path(type(e)),
+                    traceback="".join(format_exception(e)),
                 )
             )
             object.__setattr__(result, "status", TaskResultStatus.FAILED)
         object.__setattr__(result, "finished_at", timezone.now())
-        self._store(result)
+        self.results.set(key, self._data(result), self.result_ttl)
         task_finished.send(type(self), task_result=result)
 
     def check(self, **kwargs):
         yield from super().check(**kwargs)
         channel_layers[self.layer_alias]
+        yield from self.results.check()
 
     def _key(self, result_id):
-        return "django_fork.tasks.%s.%s" % (self.alias, result_id)
+        return "tasks.%s.%s" % (self.alias, result_id)
 
-    def _store(self, result):
-        data = {
+    def _data(self, result):
+        """Return result as a dict of message values."""
+        return {
             "task": result.task.module_path,
             "queue_name": result.task.queue_name,
             "priority": result.task.priority,
+            "run_after": _iso(result.task.run_after),
             "status": str(result.status),
             "enqueued_at": _iso(result.enqueued_at),
             "started_at": _iso(result.started_at),
@@ -196,15 +308,34 @@ class ChannelTaskBackend(BaseTaskBackend):
             "worker_ids": result.worker_ids,
             "return_value": result._return_value,
         }
-        caches[self.cache_alias].set(self._key(result.id), data, self.result_ttl)
 
-
-def _iso(value):
-    return value.isoformat() if value is not None else None
-
-
-def _datetime(value):
-    return datetime.datetime.fromisoformat(value) if value is not None else None
+    def _result(self, result_id, data):
+        """Return the TaskResult that data (from _data()) describes."""
+        changes = {
+            "queue_name": data["queue_name"],
+            "priority": data["priority"],
+            "backend": self.alias,
+        }
+        run_after = _datetime(data.get("run_after"))
+        if run_after is not None:
+            changes["run_after"] = run_after
+        task = import_string(data["task"]).using(**changes)
+        result = TaskResult(
+            task=task,
+            id=result_id,
+            status=TaskResultStatus(data["status"]),
+            enqueued_at=_datetime(data["enqueued_at"]),
+            started_at=_datetime(data["started_at"]),
+            last_attempted_at=_datetime(data["last_attempted_at"]),
+            finished_at=_datetime(data["finished_at"]),
+            args=data["args"],
+            kwargs=data["kwargs"],
+            backend=self.alias,
+            errors=[TaskError(**error) for error in data["errors"]],
+            worker_ids=list(data["worker_ids"]),
+        )
+        object.__setattr__(result, "_return_value", data["return_value"])
+        return result
 
 
 def get_task_routes():

@@ -67,6 +67,17 @@ def _resolve(future):
         future.set_result(None)
 
 
+def _has_tasks_framework():
+    """
+    Return whether a tasks framework is installed: Django's own (6.0+) or
+    the django-tasks backport.
+    """
+    return any(
+        importlib.util.find_spec(name) is not None
+        for name in ("django.tasks", "django_tasks")
+    )
+
+
 async def ignore_message(message):
     """Consume a message nobody needs (http.disconnect by default)."""
 
@@ -102,7 +113,7 @@ class Worker:
                 WEBSOCKET_DISCONNECT_CHANNEL,
             ):
                 self.routes[channel] = dispatcher
-        if importlib.util.find_spec("django_tasks") is not None:
+        if _has_tasks_framework():
             from django_fork.channels.task_backend import get_task_routes
 
             self.routes.update(get_task_routes())

@@ -46,7 +46,8 @@ INSTALLED_APPS = [
 CHANNEL_ROUTING = "demo.routing"
 
 # django-tasks @task functions run on the channel workers; results are kept in
-# the cache, which all threads of runstack's single process share.
+# the channel layer's store, which all threads of runstack's single process
+# (or, over Redis, all the processes) share.
 TASKS = {
     "default": {
         "BACKEND": "django_fork.channels.task_backend.ChannelTaskBackend",

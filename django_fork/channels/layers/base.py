@@ -22,6 +22,12 @@ Rules every backend keeps (and the contract tests check):
 - receive() blocks until a message arrives; cancelling it loses no message.
 - Delivery is at most once: a received message is gone from the layer.
 - The messages of one channel from one sender come out in the order sent.
+
+Layers with the "store" extension also keep values under keys, each for a
+timeout, where every process of the layer finds them (task results live
+there): store_set(), store_add(), store_swap() and store_get(). A value is
+a dict of message values; it is kept by the layer's own connections, with
+no client built per operation.
 """
 
 import fnmatch
@@ -302,6 +308,43 @@ class BaseChannelLayer:
             "must provide a peek() method"
         )
 
+    async def store_set(self, key, value, timeout):
+        """
+        Keep value (a dict of message values) under key for timeout seconds
+        ("store" extension).
+        """
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer that declare the 'store' extension "
+            "must provide a store_set() method"
+        )
+
+    async def store_add(self, key, value, timeout):
+        """
+        Keep value under key for timeout seconds unless key holds a value;
+        return whether it was kept ("store" extension).
+        """
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer that declare the 'store' extension "
+            "must provide a store_add() method"
+        )
+
+    async def store_swap(self, key, value, timeout):
+        """
+        Keep value under key for timeout seconds and return the value it
+        replaced, or None ("store" extension).
+        """
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer that declare the 'store' extension "
+            "must provide a store_swap() method"
+        )
+
+    async def store_get(self, key):
+        """Return the value kept under key, or None ("store" extension)."""
+        raise NotImplementedError(
+            "subclasses of BaseChannelLayer that declare the 'store' extension "
+            "must provide a store_get() method"
+        )
+
     async def close(self):
         """Release connections and background tasks held by the layer."""
 
@@ -343,6 +386,18 @@ class BaseChannelLayer:
 
     def peek_sync(self, channel, limit=None):
         return async_to_sync(self.peek)(channel, limit)
+
+    def store_set_sync(self, key, value, timeout):
+        return async_to_sync(self.store_set)(key, value, timeout)
+
+    def store_add_sync(self, key, value, timeout):
+        return async_to_sync(self.store_add)(key, value, timeout)
+
+    def store_swap_sync(self, key, value, timeout):
+        return async_to_sync(self.store_swap)(key, value, timeout)
+
+    def store_get_sync(self, key):
+        return async_to_sync(self.store_get)(key)
 
     def close_sync(self):
         return async_to_sync(self.close)()

@@ -12,7 +12,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 from django_fork.channels.exceptions import ChannelFull
 from django_fork.channels.layers.base import BaseChannelLayer, discard_waiter
@@ -60,13 +60,23 @@ def _consumer_id():
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
-    """A thread-safe, single-process channel layer."""
+    """
+    A thread-safe, single-process channel layer.
 
-    extensions = ["groups", "flush", "stats", "delay", "peek"]
+    Options beyond BaseChannelLayer's:
 
-    def __init__(self, location=None, **options):
+    - max_stored: how many values the "store" extension keeps at most
+      (default 10,000); past it, the oldest written goes first.
+    """
+
+    extensions = ["groups", "flush", "stats", "delay", "peek", "store"]
+
+    def __init__(self, location=None, max_stored=10000, **options):
         super().__init__(location=location, **options)
+        self.max_stored = max_stored
         self._lock = threading.Lock()
+        # key -> (expires_at, value), oldest written first.
+        self._stored = OrderedDict()
         # channel -> deque of (expires_at, message)
         self._queues = {}
         # channel -> deque of _Waiter
@@ -342,10 +352,60 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     def flush_sync(self):
         with self._lock:
+            self._stored.clear()
             self._queues.clear()
             self._groups.clear()
             self._counters.clear()
             self._delayed.clear()
+
+    def _store(self, key, value, timeout, add=False):
+        """Keep value under key; return the live value it replaced."""
+        value = self.copy_message(value)
+        now = time.monotonic()
+        with self._lock:
+            previous = self._stored.pop(key, None)
+            if previous is not None and previous[0] <= now:
+                previous = None
+            if add and previous is not None:
+                self._stored[key] = previous
+                return previous[1]
+            self._stored[key] = (now + timeout, value)
+            while len(self._stored) > self.max_stored:
+                self._stored.popitem(last=False)
+        return None if previous is None else previous[1]
+
+    async def store_set(self, key, value, timeout):
+        self._store(key, value, timeout)
+
+    def store_set_sync(self, key, value, timeout):
+        self._store(key, value, timeout)
+
+    async def store_add(self, key, value, timeout):
+        return self.store_add_sync(key, value, timeout)
+
+    def store_add_sync(self, key, value, timeout):
+        return self._store(key, value, timeout, add=True) is None
+
+    async def store_swap(self, key, value, timeout):
+        return self.store_swap_sync(key, value, timeout)
+
+    def store_swap_sync(self, key, value, timeout):
+        # What it replaced is out of the store: no copy needed.
+        return self._store(key, value, timeout)
+
+    async def store_get(self, key):
+        return self.store_get_sync(key)
+
+    def store_get_sync(self, key):
+        with self._lock:
+            entry = self._stored.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= time.monotonic():
+                del self._stored[key]
+                return None
+            # A copy: the caller may change what it got.
+            return self.copy_message(entry[1])
 
     async def peek(self, channel, limit=None):
         return self.peek_sync(channel, limit)

@@ -635,3 +635,66 @@ class ChannelLayerContractTests:
             for i in range(50):
                 await layer.send(channel, {"type": "t", "n": i})
                 self.assertEqual((await self.receive(layer, channel))["n"], i)
+
+    # The "store" extension.
+
+    async def test_store(self):
+        """A stored value is found under its key by another layer object."""
+        writer, reader = self.layer_pair()
+        self.assertIn("store", writer.extensions)
+        value = {"status": "READY", "args": [1, "two"], "nested": {"b": b"\x00"}}
+        await writer.store_set("result.1", value, 60)
+        self.assertEqual(await reader.store_get("result.1"), value)
+        self.assertIsNone(await reader.store_get("result.2"))
+
+    async def test_store_add_keeps_an_existing_value(self):
+        layer = self.layer()
+        self.assertIs(await layer.store_add("result.1", {"n": 1}, 60), True)
+        self.assertIs(await layer.store_add("result.1", {"n": 2}, 60), False)
+        self.assertEqual(await layer.store_get("result.1"), {"n": 1})
+
+    async def test_store_swap_returns_the_replaced_value(self):
+        layer = self.layer()
+        self.assertIsNone(await layer.store_swap("result.1", {"n": 1}, 60))
+        self.assertEqual(await layer.store_swap("result.1", {"n": 2}, 60), {"n": 1})
+        self.assertEqual(await layer.store_get("result.1"), {"n": 2})
+
+    async def test_store_timeout(self):
+        """A value is gone once its timeout has passed."""
+        layer = self.layer()
+        await layer.store_set("short", {"n": 1}, 0.1)
+        await layer.store_set("long", {"n": 2}, 60)
+        await asyncio.sleep(0.25)
+        self.assertIsNone(await layer.store_get("short"))
+        self.assertIs(await layer.store_add("short", {"n": 3}, 60), True)
+        self.assertEqual(await layer.store_get("long"), {"n": 2})
+
+    async def test_stored_value_is_a_copy(self):
+        layer = self.layer()
+        value = {"list": [1]}
+        await layer.store_set("copied", value, 60)
+        value["list"].append(2)
+        got = await layer.store_get("copied")
+        got["list"].append(3)
+        self.assertEqual(await layer.store_get("copied"), {"list": [1]})
+
+    async def test_store_rejects_invalid_values(self):
+        layer = self.layer()
+        with self.assertRaises(InvalidMessage):
+            await layer.store_set("bad", {"when": object()}, 60)
+
+    def test_store_sync_twins(self):
+        writer, reader = self.layer_pair()
+        writer.store_set_sync("sync.1", {"n": 1}, 60)
+        self.assertIs(writer.store_add_sync("sync.1", {"n": 2}, 60), False)
+        self.assertIs(writer.store_add_sync("sync.2", {"n": 2}, 60), True)
+        self.assertEqual(writer.store_swap_sync("sync.2", {"n": 3}, 60), {"n": 2})
+        self.assertEqual(reader.store_get_sync("sync.1"), {"n": 1})
+        self.assertEqual(reader.store_get_sync("sync.2"), {"n": 3})
+        self.assertIsNone(reader.store_get_sync("sync.3"))
+
+    async def test_flush_drops_stored_values(self):
+        layer = self.layer()
+        await layer.store_set("flushed", {"n": 1}, 60)
+        await layer.flush()
+        self.assertIsNone(await layer.store_get("flushed"))

@@ -17,6 +17,16 @@ class InMemoryChannelLayerTests(ChannelLayerContractTests, SimpleTestCase):
     def make_layer(self, **options):
         return InMemoryChannelLayer(**options)
 
+    def test_store_is_bounded(self):
+        """Past max_stored values, the oldest written goes first."""
+        layer = self.layer(max_stored=3)
+        for n in range(5):
+            layer.store_set_sync("key.%d" % n, {"n": n}, 60)
+        self.assertEqual(
+            [layer.store_get_sync("key.%d" % n) for n in range(5)],
+            [None, None, {"n": 2}, {"n": 3}, {"n": 4}],
+        )
+
     def test_threads_and_event_loops(self):
         """Sync senders in threads wake a receiver waiting in an event loop."""
         layer = self.layer(capacity=10000)

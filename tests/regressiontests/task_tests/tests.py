@@ -1,4 +1,4 @@
-"""Background work on named channels: send_task() and django-tasks."""
+"""Background work on named channels: send_task() and the task backend."""
 
 import asyncio
 import datetime
@@ -8,10 +8,16 @@ import time
 from django.db import transaction
 from django.test import SimpleTestCase, TestCase, override_settings
 from django.utils import timezone
-from django_tasks import TaskResultStatus
 
-from django_fork.channels.background import send_task
+from django_fork.channels.background import asend_task, send_task
+from django_fork.channels.exceptions import ChannelFull, ChannelFullTimeout
 from django_fork.channels.layers import get_channel_layer
+from django_fork.channels.layers.inmemory import InMemoryChannelLayer
+from django_fork.channels.task_backend import (
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_backends,
+)
 from django_fork.channels.worker import Worker
 
 from . import tasks
@@ -27,10 +33,16 @@ TASKS = {
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 
+class NoStoreLayer(InMemoryChannelLayer):
+    """A layer without the "store" extension."""
+
+    extensions = [e for e in InMemoryChannelLayer.extensions if e != "store"]
+
+
 class running_worker:
-    def __init__(self, **options):
+    def __init__(self, threads=2, **options):
         options.setdefault("routes", {})
-        self.worker = Worker(get_channel_layer(), threads=2, **options)
+        self.worker = Worker(get_channel_layer(), threads=threads, **options)
 
     async def __aenter__(self):
         self.task = asyncio.ensure_future(self.worker.run())
@@ -97,6 +109,38 @@ class ChannelTaskBackendTests(SimpleTestCase):
             await wait_finished(result)
         self.assertGreaterEqual(result.started_at, run_after)
 
+    def test_redelivered_task_counts_its_attempts(self):
+        """
+        A task.run message delivered again (at-least-once channels, after a
+        worker died) runs as the next attempt of the same result.
+        """
+        result = tasks.attempt.enqueue()
+        message = get_channel_layer().receive_sync("tasks.default")
+        backend = task_backends["default"]
+        backend.run(message)
+        first = backend.get_result(result.id)
+        backend.run(message)
+        result.refresh()
+        self.assertEqual(result.status, TaskResultStatus.SUCCESSFUL)
+        self.assertEqual(result.attempts, 2)
+        self.assertEqual(result.return_value, 2)
+        self.assertEqual(result.started_at, first.started_at)
+        self.assertGreater(result.last_attempted_at, first.last_attempted_at)
+
+    def test_result_of_unknown_id(self):
+        with self.assertRaises(TaskResultDoesNotExist):
+            task_backends["default"].get_result("missing")
+
+    def test_check_needs_a_layer_with_a_store(self):
+        no_store = {"default": {"BACKEND": "task_tests.tests.NoStoreLayer"}}
+        with override_settings(CHANNEL_LAYERS=no_store):
+            errors = list(task_backends["default"].check())
+        self.assertEqual([e.id for e in errors], ["channels.E011"])
+        self.assertIn("has no 'store' extension", errors[0].msg)
+        with_cache = {"default": {**TASKS["default"], "OPTIONS": {"cache": "default"}}}
+        with override_settings(CHANNEL_LAYERS=no_store, TASKS=with_cache):
+            self.assertEqual(list(task_backends["default"].check()), [])
+
     async def test_only_channels_pool(self):
         """A --only-channels "tasks.*" worker runs tasks and no views."""
         async with running_worker(only_channels=["tasks.*"]) as worker:
@@ -142,3 +186,133 @@ class SendTaskTests(TestCase):
     def test_invalid_channel_fails_in_the_view(self):
         with self.assertRaisesMessage(ValueError, "is invalid"):
             send_task("not valid", {"type": "t"}, on_commit=True)
+
+
+def small_layers(capacity):
+    return {"default": {"BACKEND": IN_MEMORY, "OPTIONS": {"capacity": capacity}}}
+
+
+def stalled_tasks(enqueue_timeout):
+    """TASKS with a backend "stalled" whose channels no worker serves."""
+    return {
+        **TASKS,
+        "stalled": {
+            "BACKEND": "django_fork.channels.task_backend.ChannelTaskBackend",
+            "OPTIONS": {
+                "channel_prefix": "stalled",
+                "enqueue_timeout": enqueue_timeout,
+            },
+        },
+    }
+
+
+def enqueue_burst(count):
+    """Enqueue count resize tasks from this thread; return their results."""
+    return [tasks.resize.enqueue(n, 2) for n in range(count)]
+
+
+def wait_all_finished(results, timeout=60):
+    """Refresh results until each has finished; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    pending = list(results)
+    while pending:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                "%d of %d tasks did not finish, e.g. %s: %s"
+                % (len(pending), len(results), pending[0].id, pending[0].status)
+            )
+        for result in pending:
+            result.refresh()
+        pending = [result for result in pending if not result.is_finished]
+        if pending:
+            time.sleep(0.05)
+
+
+class EnqueueBurstMixin:
+    """A burst of enqueues far beyond the task channel's capacity."""
+
+    capacity = 10
+    burst = 2000
+
+    def setUp(self):
+        super().setUp()
+        tasks.calls.clear()
+
+    def stored_results(self, prefix):
+        """Return how many results of backend prefix the store holds."""
+        raise NotImplementedError
+
+    def assertBurstRan(self, results):
+        wait_all_finished(results)
+        self.assertEqual(
+            {result.status for result in results}, {TaskResultStatus.SUCCESSFUL}
+        )
+        self.assertEqual(
+            [result.return_value["area"] for result in results],
+            [n * 2 for n in range(self.burst)],
+        )
+        self.assertEqual(self.stored_results("default"), self.burst)
+
+    def test_still_full_queue_raises_and_stores_nothing(self):
+        """
+        An enqueue that finds the queue full for all of enqueue_timeout raises
+        ChannelFullTimeout, and leaves no result behind.
+        """
+        backend = task_backends["stalled"]
+        stalled = tasks.resize.using(backend="stalled")
+        enqueued = [stalled.enqueue(n, 1) for n in range(self.capacity)]
+        started = time.monotonic()
+        with self.assertRaisesMessage(
+            ChannelFullTimeout,
+            "'stalled.default' stayed full (capacity %d) for 0.3" % self.capacity,
+        ) as caught:
+            stalled.enqueue(99, 1)
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertIsInstance(caught.exception, ChannelFull)
+        self.assertEqual(self.stored_results("stalled"), self.capacity)
+        self.assertEqual(
+            {backend.get_result(r.id).status for r in enqueued},
+            {TaskResultStatus.READY},
+        )
+
+
+@override_settings(
+    CHANNEL_LAYERS=small_layers(EnqueueBurstMixin.capacity),
+    TASKS=stalled_tasks(0.3),
+    CACHES=CACHES,
+)
+class InMemoryEnqueueBurstTests(EnqueueBurstMixin, SimpleTestCase):
+    def stored_results(self, prefix):
+        layer = get_channel_layer()
+        with layer._lock:
+            return sum(
+                1 for key in layer._stored if key.startswith("tasks.%s." % prefix)
+            )
+
+    async def test_burst_with_two_workers(self):
+        """
+        2,000 enqueues into a channel of capacity 10, with two workers
+        running: none fails, every task runs once, one result each.
+        """
+        async with running_worker(threads=1), running_worker(threads=1):
+            results = await asyncio.to_thread(enqueue_burst, self.burst)
+            await asyncio.to_thread(self.assertBurstRan, results)
+        self.assertEqual(len(tasks.calls), self.burst)
+
+    async def test_async_send_waits_for_room(self):
+        """asend_task() with a timeout waits while the channel is full."""
+        layer = get_channel_layer()
+        for n in range(self.capacity):
+            await layer.send("waiting", {"type": "t", "n": n})
+        with self.assertRaises(ChannelFull):
+            await asend_task("waiting", {"type": "t", "n": -1})
+
+        async def drain():
+            await asyncio.sleep(0.1)
+            return await layer.receive("waiting")
+
+        drained = asyncio.ensure_future(drain())
+        await asend_task("waiting", {"type": "t", "n": 10}, timeout=5)
+        self.assertEqual((await drained)["n"], 0)
+        with self.assertRaises(ChannelFullTimeout):
+            await asend_task("waiting", {"type": "t", "n": 11}, timeout=0.1)

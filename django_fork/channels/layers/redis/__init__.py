@@ -7,8 +7,8 @@ A channel layer on one or more Redis servers.
 - state.py, pump.py: per event loop, the pumps that own the blocking pops.
 - delivery.py: what pumps pop, on its way to a receive(); the local buffer.
 - streams.py: at-least-once channels (Redis streams).
-- large.py, groups.py, delay.py, peek.py, stats.py: the rest of the
-  contract and its extensions.
+- large.py, groups.py, delay.py, peek.py, stats.py, store.py: the rest of
+  the contract and its extensions.
 - lua/: the scripts (loaded by scripts.py).
 
 Keys, for a key prefix P (the "prefix" option):
@@ -27,6 +27,8 @@ Keys, for a key prefix P (the "prefix" option):
                   <body>", scored by when they are due.
 - P:s:<name>, P:u:<name>, P:k   stats counters, consumers seen, names seen.
 - P:w:<id>        wake keys of pumps.
+- P:v:<key>       a value of the "store" extension (a task's result), on
+                  its key's shard.
 
 Every key has an expiry.
 """

@@ -29,6 +29,7 @@ from .peek import PeekMixin
 from .scripts import SEND
 from .state import LoopState
 from .stats import StatsMixin
+from .store import StoreMixin
 from .streams import StreamsMixin
 
 __all__ = ["RedisChannelLayer"]
@@ -52,6 +53,7 @@ class RedisChannelLayer(
     GroupsMixin,
     DelayMixin,
     PeekMixin,
+    StoreMixin,
     BaseChannelLayer,
 ):
     """
@@ -79,7 +81,15 @@ class RedisChannelLayer(
     - connection_kwargs: more keyword arguments for redis-py clients.
     """
 
-    extensions = ["groups", "flush", "stats", "peek", "delay", "at_least_once"]
+    extensions = [
+        "groups",
+        "flush",
+        "stats",
+        "peek",
+        "delay",
+        "at_least_once",
+        "store",
+    ]
 
     def __init__(
         self,
