@@ -48,7 +48,9 @@ help:
 	@echo "Benchmarks and failure drills (benchmarks/, not part of make test):"
 	@echo "  bench     HTTP setups side by side, then a 1 GiB upload through"
 	@echo "            the channel path; reports in benchmarks/results/"
-	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it)"
+	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it),"
+	@echo "            then the WebSocket setups side by side"
+	@echo "            (WS_BENCH_ARGS='--quick' shortens them)"
 	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2'),"
 	@echo "            then impolite clients on runstack and uvicorn + runworker"
 	@echo "            (IMPOLITE_ARGS='--stacks runstack --scale 0.1')"
@@ -133,6 +135,7 @@ clean:
 # Debian's packages when missing; the WSGI server and the peer (Channels 4.3)
 # from benchmarks/requirements.txt.
 BENCH_ARGS ?=
+WS_BENCH_ARGS ?=
 CHAOS_ARGS ?=
 CHAOS_REDIS_ARGS ?=
 IMPOLITE_ARGS ?=
@@ -154,6 +157,7 @@ bench-tools:
 
 bench: $(BENCH_STAMP) bench-tools
 	$(VENV_PYTHON) benchmarks/http_stack.py $(BENCH_ARGS)
+	$(VENV_PYTHON) benchmarks/websocket_stack.py $(WS_BENCH_ARGS)
 	$(VENV_PYTHON) benchmarks/big_upload.py
 
 chaos: $(BENCH_STAMP) bench-tools
