@@ -57,13 +57,18 @@ class GroupSendTests(RedisTestCase):
         self.assertLessEqual(calls.get("hincrby", 0), 4)
         self.assertLessEqual(calls.get("pexpire", 0), 8)
         await layers[1].group_send("room", {"type": "t", "text": "again"})
+        reset_stats(self.urls[0])
         for layer, name in members:
             for text in ("all", "again"):
                 message = await asyncio.wait_for(layer.receive(name), 5)
                 self.assertEqual(message["text"], text)
-        # Every depth counted is handed back once the messages are out.
+        # Every depth counted is handed back once the messages are out, in
+        # a few commands per process, not two per member.
         for layer in layers:
             self.assertTrue(await self.depths_drained(layer))
+        calls = commandstats(self.urls[0])
+        self.assertLessEqual(calls.get("hdel", 0), 20)
+        self.assertLessEqual(calls.get("hincrby", 0), 60)
 
     async def test_full_members_miss_it_and_count_as_full(self):
         layer = self.layer(capacity=2)
