@@ -143,6 +143,10 @@ class WebSocketRelay:
             for task in (from_client, to_client):
                 task.cancel()
             await asyncio.gather(from_client, to_client, return_exceptions=True)
+            # What a broadcast still sends the socket, until a worker takes
+            # it out of its groups, is dropped on arrival, and what waits
+            # for it is freed now, not when it expires.
+            await self.layer.discard_channel(self.connect["reply_channel"])
 
     @property
     def path(self):

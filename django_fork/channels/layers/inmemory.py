@@ -15,7 +15,11 @@ import time
 from collections import deque
 
 from django_fork.channels.exceptions import ChannelFull
-from django_fork.channels.layers.base import BaseChannelLayer, discard_waiter
+from django_fork.channels.layers.base import (
+    BaseChannelLayer,
+    DiscardedChannels,
+    discard_waiter,
+)
 from django_fork.channels.layers.stats import ChannelCounters
 from django_fork.channels.names import is_short_lived, stats_name
 
@@ -74,6 +78,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # group -> {channel: expires_at}
         self._groups = {}
         self._counters = {}
+        self._discarded = DiscardedChannels(self.expiry)
         # Delayed messages: a heap of (due, n, channel, message), released by
         # one timer thread that runs while the heap is not empty.
         self._delayed = []
@@ -97,6 +102,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     def _put(self, channel, message, now):
         """Hand message to a waiting receiver or queue it."""
+        if self._discarded and channel in self._discarded:
+            return
         waiters = self._waiters.get(channel)
         while waiters:
             waiter = waiters.popleft()
@@ -285,6 +292,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     raise TimeoutError("No message within %s seconds." % timeout)
         return waiter.result
 
+    async def discard_channel(self, channel):
+        self.discard_channel_sync(channel)
+
+    def discard_channel_sync(self, channel):
+        self.validate_channel_name(channel)
+        with self._lock:
+            self._discarded.add(channel)
+            self._queues.pop(channel, None)
+
     async def group_add(self, group, channel):
         self.group_add_sync(group, channel)
 
@@ -339,6 +355,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._groups.clear()
             self._counters.clear()
             self._delayed.clear()
+            self._discarded.clear()
 
     async def peek(self, channel, limit=None):
         return self.peek_sync(channel, limit)
