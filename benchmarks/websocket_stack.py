@@ -19,12 +19,18 @@ these rates a full client library would measure itself.
 Tests:
 - echo round trip, one socket: p50 and p99 of send -> echo received;
 - echo msg/s with 100 sockets, each sending its next frame as soon as its
-  echo is back, and the server CPU per echoed message (utime + stime of
-  every process of the setup, its redis-server included);
+  echo is back, the server CPU per echoed message (utime + stime of
+  every process of the setup, its redis-server included) and the commands
+  its redis-server ran per echoed message (a measure the machine's load
+  does not change much; a Lua script counts once, and so does each command
+  it runs);
 - broadcast to a group of 1,000 sockets: one member sends a frame, the time
-  until the last member received it (median of the broadcasts of a round);
+  until the last member received it (median of the broadcasts of a round),
+  and the commands the setup's redis-server ran per broadcast (with the
+  upkeep of the idle sockets meanwhile);
 - RSS per 1,000 idle sockets: the Python server processes' RSS with the
-  1,000 sockets open and settled, less their RSS before they connected.
+  1,000 sockets open and settled, less their RSS after the warm-up (memory
+  once taken is seldom given back, so later rounds find the same peak).
 
 Usage: python benchmarks/websocket_stack.py [--rounds 3] [--duration 3]
        [--quick] [--only redis,channels] [--no-save]
@@ -255,6 +261,7 @@ async def echo_throughput(stack, sockets, duration):
         for number, client in enumerate(clients):
             client.on_message = make(number, client)
         running[0] = True
+        redis_before = redis_calls(stack)
         cpu_before = stack.cpu_seconds()
         started = time.perf_counter()
         for client in clients:
@@ -263,6 +270,7 @@ async def echo_throughput(stack, sockets, duration):
         done = sum(counts)
         elapsed = time.perf_counter() - started
         cpu = stack.cpu_seconds() - cpu_before
+        redis_after = redis_calls(stack)
         running[0] = False
         # Let the frames in flight come back before the sockets close.
         await asyncio.sleep(0.2)
@@ -270,7 +278,31 @@ async def echo_throughput(stack, sockets, duration):
         await close_all(clients)
     if errors:
         raise RuntimeError("%d echoes out of order." % len(errors))
-    return {"rate": done / elapsed, "cpu": cpu / done * 1e6 if done else None}
+    result = {"rate": done / elapsed, "cpu": cpu / done * 1e6 if done else None}
+    if redis_before is not None and done:
+        result["redis"] = (redis_after - redis_before) / done
+    return result
+
+
+def redis_calls(stack):
+    """
+    Return the commands the stack's own redis-server ran so far (scripts
+    and the commands they ran counted apart), or None without one.
+    """
+    if stack.redis is None:
+        return None
+    import redis
+
+    client = redis.Redis.from_url(stack.redis.url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(
+        value["calls"]
+        for name, value in stats.items()
+        if not name.startswith(("cmdstat_info", "cmdstat_config"))
+    )
 
 
 async def broadcast(stack, members, broadcasts, settle=1.0):
@@ -278,7 +310,9 @@ async def broadcast(stack, members, broadcasts, settle=1.0):
     Return the time (ms, median) from one member's frame to the last
     member's receiving it, and the RSS (MiB) per 1,000 idle members.
     """
-    rss_before = stack.rss()
+    # Memory once taken is seldom given back: the baseline is the setup's
+    # RSS before any test opened many sockets (taken after the warm-up).
+    rss_before = getattr(stack, "rss_idle", None) or stack.rss()
     clients = await connect_many(stack.port, "/ws/group/", members)
     try:
         await asyncio.sleep(settle)
@@ -296,6 +330,7 @@ async def broadcast(stack, members, broadcasts, settle=1.0):
         for client in clients:
             client.on_message = on_message
         times = []
+        redis_before = redis_calls(stack)
         for n in range(broadcasts):
             state.update(
                 token=b"broadcast %d %d" % (n, time.monotonic_ns()),
@@ -307,12 +342,16 @@ async def broadcast(stack, members, broadcasts, settle=1.0):
             await asyncio.wait_for(state["done"], 30)
             times.append((state["last"] - started) * 1000)
             await asyncio.sleep(0.2)
+        redis_after = redis_calls(stack)
     finally:
         await close_all(clients)
-    return {
+    result = {
         "broadcast": statistics.median(times),
         "rss": (rss_after - rss_before) / MB * 1000 / members,
     }
+    if redis_before is not None:
+        result["redis_broadcast"] = (redis_after - redis_before) / broadcasts
+    return result
 
 
 def median(values):
@@ -325,7 +364,9 @@ ROWS = [
     ("echo round trip p99 ms, 1 socket", "p99", "%.3f"),
     ("echo msg/s, %(sockets)d sockets", "rate", "%.0f"),
     ("CPU µs per echoed message", "cpu", "%.0f"),
+    ("Redis commands per echoed message", "redis", "%.1f"),
     ("broadcast to %(members)d, last receive ms", "broadcast", "%.1f"),
+    ("Redis commands per broadcast", "redis_broadcast", "%.0f"),
     ("RSS MiB per 1,000 idle sockets", "rss", "%.1f"),
 ]
 
@@ -339,6 +380,9 @@ def format_table(setups, results, params):
     ]
     for label, measure, fmt in ROWS:
         base = median(results.get("channels", {}).get(measure, []))
+        if measure.startswith("redis"):
+            # Channels' echo does not touch Redis: no ratio to speak of.
+            base = None
         line = "%-*s" % (width, label % params)
         for stack in setups:
             value = median(results[stack.key].get(measure, []))
@@ -480,6 +524,7 @@ def main():
             for stack in setups:
                 await echo_latency(stack, 50)
                 await echo_throughput(stack, 10, 0.3)
+                stack.rss_idle = stack.rss()
             for number in range(args.rounds):
                 order = setups[number % len(setups) :] + setups[: number % len(setups)]
                 await run_round(order, results, args)
