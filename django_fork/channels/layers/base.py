@@ -87,6 +87,24 @@ def _copy_value(value, where):
     )
 
 
+def clone_message(message):
+    """
+    Return a copy of message, a copy_message() result: its values were
+    checked then, so this only copies the dicts and lists (a group's members
+    each get their own copy, which receivers may change).
+    """
+    return _clone(message)
+
+
+def _clone(value):
+    kind = type(value)
+    if kind is dict:
+        return {key: _clone(item) for key, item in value.items()}
+    if kind is list:
+        return [_clone(item) for item in value]
+    return value
+
+
 #: Discarded channels a layer remembers at most (see discard_channel()).
 MAX_DISCARDED = 100_000
 

@@ -18,6 +18,7 @@ from django_fork.channels.exceptions import ChannelFull
 from django_fork.channels.layers.base import (
     BaseChannelLayer,
     DiscardedChannels,
+    clone_message,
     discard_waiter,
 )
 from django_fork.channels.layers.stats import ChannelCounters
@@ -340,7 +341,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     continue
                 try:
                     # Each member gets its own copy: receivers may mutate.
-                    self._put(channel, self.copy_message(message), now)
+                    self._put(channel, clone_message(message), now)
                     self._counter(channel).sent(now)
                 except ChannelFull:
                     # At-most-once delivery: a full member misses this one.

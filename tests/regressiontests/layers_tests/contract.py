@@ -390,6 +390,22 @@ class ChannelLayerContractTests:
         for name in names:
             self.assertEqual((await self.receive(layer, name))["text"], "all")
 
+    async def test_group_members_get_their_own_copy(self):
+        """A receiver that changes its message changes no other member's."""
+        layer = self.layer()
+        for name in ("member-1", "member-2"):
+            await layer.group_add("room", name)
+        message = {"type": "t", "list": [1, {"x": [2]}], "nested": {"k": "v"}}
+        await layer.group_send("room", message)
+        message["list"].append("sender's change")
+        first = await self.receive(layer, "member-1")
+        first["list"][1]["x"].append(3)
+        first["nested"]["k"] = "changed"
+        self.assertEqual(
+            await self.receive(layer, "member-2"),
+            {"type": "t", "list": [1, {"x": [2]}], "nested": {"k": "v"}},
+        )
+
     async def test_discard_channel(self):
         """
         A discarded process-specific channel (a closed socket's) keeps
