@@ -46,11 +46,13 @@ help:
 	@echo "  DJANGO=6.1.3   any of these on Django 6.1.3 (./branch-6.1.3)"
 	@echo
 	@echo "Benchmarks and failure drills (benchmarks/, not part of make test):"
-	@echo "  bench     HTTP setups side by side, then a 1 GiB upload through"
-	@echo "            the channel path; reports in benchmarks/results/"
+	@echo "  bench     HTTP setups side by side"
 	@echo "            (BENCH_ARGS='--rounds 5 --duration 5' lengthens it),"
-	@echo "            then tasks: Celery vs ChannelTaskBackend"
-	@echo "            (TASK_BENCH_ARGS='--rounds 5 --tasks 20000')"
+	@echo "            the WebSocket setups (WS_BENCH_ARGS='--quick' shortens"
+	@echo "            them), a 1 GiB upload through the channel path, then"
+	@echo "            tasks: Celery vs ChannelTaskBackend"
+	@echo "            (TASK_BENCH_ARGS='--rounds 5 --tasks 20000');"
+	@echo "            reports in benchmarks/results/"
 	@echo "  chaos     failure drills under load (CHAOS_ARGS='--drills 1,2'),"
 	@echo "            then impolite clients on runstack and uvicorn + runworker"
 	@echo "            (IMPOLITE_ARGS='--stacks runstack --scale 0.1')"
@@ -135,6 +137,8 @@ clean:
 # Debian's packages when missing; the WSGI server and the peer (Channels 4.3)
 # from benchmarks/requirements.txt.
 BENCH_ARGS ?=
+WS_BENCH_ARGS ?=
+TASK_BENCH_ARGS ?=
 CHAOS_ARGS ?=
 CHAOS_REDIS_ARGS ?=
 IMPOLITE_ARGS ?=
@@ -156,6 +160,7 @@ bench-tools:
 
 bench: $(BENCH_STAMP) bench-tools
 	$(VENV_PYTHON) benchmarks/http_stack.py $(BENCH_ARGS)
+	$(VENV_PYTHON) benchmarks/websocket_stack.py $(WS_BENCH_ARGS)
 	$(VENV_PYTHON) benchmarks/big_upload.py
 	$(VENV_PYTHON) benchmarks/tasks.py $(TASK_BENCH_ARGS)
 

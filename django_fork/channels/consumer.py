@@ -7,6 +7,13 @@ on self between events: keep it in the channel session, the database, or
 the client. Handlers are looked up by event type: websocket.receive calls
 websocket_receive(), which calls receive().
 
+While a consumer handles a frame, its last message to its own socket (a
+frame sent with send(), or close()) is held back until it returns: the
+worker sends it with the frame's acknowledgement on it, one layer send
+instead of two. Anything sent after it (another send(), a group_send(),
+an accept()) sends it first, so the socket's messages keep their order;
+send to the socket with these methods, not with channel_layer.send().
+
 Route consumers with ``ConsumerClass.as_consumer()`` in the
 websocket_urlpatterns of the CHANNEL_ROUTING module. Sync consumers run in a
 worker thread and may use the ORM freely; async consumers run on the
@@ -44,6 +51,10 @@ class _ConsumerBase:
     channel_session = None
     http_session = None
     user = None
+    #: The seq of the frame this instance handles, set by the worker: the
+    #: consumer holds its last message to its socket for acknowledgement().
+    ack_seq = None
+    _held = None
 
     def __init__(self, message, channel_layer, kwargs=None, run=None):
         self.message = message
@@ -54,6 +65,31 @@ class _ConsumerBase:
         # For sync consumers: run a layer coroutine on the worker's loop from
         # this worker thread and return its result.
         self._run = run
+
+    def _hold(self, message):
+        """
+        Return what to send to the socket now that message is to go: while
+        a frame is handled, the message held so far (None: nothing) and
+        message is held instead.
+        """
+        if self.ack_seq is None:
+            return message
+        held, self._held = self._held, message
+        return held
+
+    def _take_held(self):
+        held, self._held = self._held, None
+        return held
+
+    def acknowledgement(self):
+        """
+        Return the message that acknowledges frame ack_seq: the held
+        message with "ack" set to it, or a websocket.ack.
+        """
+        held = self._take_held()
+        if held is None:
+            return {"type": "websocket.ack", "seq": self.ack_seq}
+        return {**held, "ack": self.ack_seq}
 
     @classmethod
     def as_consumer(cls, **initkwargs):
@@ -155,6 +191,17 @@ class WebsocketConsumer(_ConsumerBase):
     def disconnect(self, code):
         """Called once the socket has closed."""
 
+    def _send_own(self, message):
+        message = self._hold(message)
+        if message is not None:
+            self._run(self.channel_layer.send(self.reply_channel, message))
+
+    def _release(self):
+        """Send the held message: what comes next must not overtake it."""
+        held = self._take_held()
+        if held is not None:
+            self._run(self.channel_layer.send(self.reply_channel, held))
+
     def accept(self, subprotocol=None, headers=None):
         # Frames may arrive at other workers as soon as the client sees the
         # accept: the sessions must be saved before.
@@ -163,12 +210,12 @@ class WebsocketConsumer(_ConsumerBase):
         message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:
             message["headers"] = [list(header) for header in headers]
+        self._release()
         self._run(self.channel_layer.send(self.reply_channel, message))
 
     def send(self, text_data=None, bytes_data=None, close=False):
         """Send a frame (text or bytes) to this socket's client."""
-        frame = _frame(text_data, bytes_data)
-        self._run(self.channel_layer.send(self.reply_channel, frame))
+        self._send_own(_frame(text_data, bytes_data))
         if close:
             self.close(close if isinstance(close, int) else None)
 
@@ -177,11 +224,12 @@ class WebsocketConsumer(_ConsumerBase):
         message = {"type": "websocket.close", "code": code or 1000}
         if reason:
             message["reason"] = reason
-        self._run(self.channel_layer.send(self.reply_channel, message))
+        self._send_own(message)
 
     def group_send(self, group, text_data=None, bytes_data=None):
         """Send a frame to every socket in group."""
         frame = _frame(text_data, bytes_data)
+        self._release()
         self._run(self.channel_layer.group_send(group, frame))
 
 
@@ -241,17 +289,27 @@ class AsyncWebsocketConsumer(_ConsumerBase):
     async def disconnect(self, code):
         pass
 
+    async def _send_own(self, message):
+        message = self._hold(message)
+        if message is not None:
+            await self.channel_layer.send(self.reply_channel, message)
+
+    async def _release(self):
+        held = self._take_held()
+        if held is not None:
+            await self.channel_layer.send(self.reply_channel, held)
+
     async def accept(self, subprotocol=None, headers=None):
         if self.sessions is not None:
             await sync_to_async(self.sessions.accept)()
         message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:
             message["headers"] = [list(header) for header in headers]
+        await self._release()
         await self.channel_layer.send(self.reply_channel, message)
 
     async def send(self, text_data=None, bytes_data=None, close=False):
-        frame = _frame(text_data, bytes_data)
-        await self.channel_layer.send(self.reply_channel, frame)
+        await self._send_own(_frame(text_data, bytes_data))
         if close:
             await self.close(close if isinstance(close, int) else None)
 
@@ -259,10 +317,12 @@ class AsyncWebsocketConsumer(_ConsumerBase):
         message = {"type": "websocket.close", "code": code or 1000}
         if reason:
             message["reason"] = reason
-        await self.channel_layer.send(self.reply_channel, message)
+        await self._send_own(message)
 
     async def group_send(self, group, text_data=None, bytes_data=None):
-        await self.channel_layer.group_send(group, _frame(text_data, bytes_data))
+        frame = _frame(text_data, bytes_data)
+        await self._release()
+        await self.channel_layer.group_send(group, frame)
 
 
 class AsyncJsonWebsocketConsumer(AsyncWebsocketConsumer):

@@ -184,6 +184,9 @@ class WebSocketSendMessage(TypedDict):
     type: Literal["websocket.send"]
     text: NotRequired[str | None]
     bytes: NotRequired[bytes | None]
+    #: The seq of the client frame this, the worker's last message for it,
+    #: acknowledges (see WebSocketAckMessage).
+    ack: NotRequired[int]
 
 
 class WebSocketCloseMessage(TypedDict):
@@ -192,10 +195,16 @@ class WebSocketCloseMessage(TypedDict):
     type: Literal["websocket.close"]
     code: NotRequired[int]
     reason: NotRequired[str]
+    #: As on WebSocketSendMessage.
+    ack: NotRequired[int]
 
 
 class WebSocketAckMessage(TypedDict):
-    """A worker finished handling frame seq (worker to interface)."""
+    """
+    A worker finished handling frame seq (worker to interface), when the
+    consumer sent nothing to the socket; otherwise "ack" on its last message
+    says the same.
+    """
 
     type: Literal["websocket.ack"]
     seq: int

@@ -4,7 +4,8 @@ The interface's WebSocket relay: ASGI WebSocket connections to channels.
 The handshake goes to "websocket.connect"; a worker answers on the socket's
 reply channel with websocket.accept or websocket.close (a refusal: 403).
 Frames go to "websocket.receive", one at a time: frame n + 1 is read from the
-client only once a worker acknowledged frame n (websocket.ack). That keeps a
+client only once a worker acknowledged frame n (a websocket.ack, or "ack" on
+its last websocket.send or websocket.close for frame n). That keeps a
 socket's frames in order however many workers and threads serve them, with
 no locks, and pushes back on a client that sends faster than it is served.
 A frame whose acknowledgement never comes (its worker died) closes the socket
@@ -142,6 +143,10 @@ class WebSocketRelay:
             for task in (from_client, to_client):
                 task.cancel()
             await asyncio.gather(from_client, to_client, return_exceptions=True)
+            # What a broadcast still sends the socket, until a worker takes
+            # it out of its groups, is dropped on arrival, and what waits
+            # for it is freed now, not when it expires.
+            await self.layer.discard_channel(self.connect["reply_channel"])
 
     @property
     def path(self):
@@ -182,6 +187,9 @@ class WebSocketRelay:
             if message["type"] == "websocket.disconnect":
                 await self.notify_disconnect(message.get("code", CLOSE_GOING_AWAY))
                 return
+            if self.closed:
+                # Frames the client sent before it saw the close go nowhere.
+                continue
             text, data = message.get("text"), message.get("bytes")
             size = len(text.encode()) if text is not None else len(data or b"")
             if size > interface.websocket_max_frame_size:
@@ -235,19 +243,25 @@ class WebSocketRelay:
                     await self.send({"type": "websocket.send", "text": text})
                 elif isinstance(data, bytes):
                     await self.send({"type": "websocket.send", "bytes": data})
+                # A worker's last frame for a client frame acknowledges it.
+                if "ack" in message:
+                    self.acknowledge(message["ack"])
             elif message_type == "websocket.ack":
-                if (
-                    message.get("seq") == self.seq
-                    and self._ack
-                    and not self._ack.done()
-                ):
-                    self._ack.set_result(None)
+                self.acknowledge(message.get("seq"))
             elif message_type == "websocket.close":
                 code = message.get("code")
                 await self.close(code if isinstance(code, int) else CLOSE_NORMAL)
-                # Wait for the client's disconnect, which the other relay
-                # direction reports to the workers.
+                # A close that acknowledges a frame lets the other relay
+                # direction read on, to the client's disconnect, which it
+                # reports to the workers.
+                if "ack" in message:
+                    self.acknowledge(message["ack"])
                 await asyncio.Future()
+
+    def acknowledge(self, seq):
+        """Let the next frame go: a worker finished frame seq."""
+        if seq == self.seq and self._ack and not self._ack.done():
+            self._ack.set_result(None)
 
     async def notify_disconnect(self, code):
         """

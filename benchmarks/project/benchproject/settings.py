@@ -13,6 +13,8 @@ between setups:
 - BENCH_HTTP_TIMEOUT: seconds the interface waits for a worker (default 60).
 - BENCH_IMPOLITE=1 (with BENCH_FORK=1): the views and consumer of the
   impolite-client drills (benchproject/impolite.py).
+- BENCH_WS=1 (with BENCH_FORK=1): the WebSocket consumers of
+  benchmarks/websockets.py (benchproject/ws.py).
 """
 
 import os
@@ -70,6 +72,9 @@ if IMPOLITE:
                 "OPTIONS": {"MAX_ENTRIES": 100000},
             }
         }
+
+if FORK and os.environ.get("BENCH_WS") == "1":
+    CHANNEL_ROUTING = "benchproject.ws"
 
 if FORK and REDIS_URL:
     CHANNEL_LAYERS = {

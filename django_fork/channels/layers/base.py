@@ -30,9 +30,11 @@ a dict of message values; it is kept by the layer's own connections, with
 no client built per operation.
 """
 
+import collections
 import fnmatch
 import re
 import secrets
+import time
 
 from asgiref.sync import async_to_sync
 
@@ -89,6 +91,59 @@ def _copy_value(value, where):
         "%s holds a %s; messages may hold only dict, list, str, bytes, int, "
         "float, bool and None." % (where, type(value).__name__)
     )
+
+
+def clone_message(message):
+    """
+    Return a copy of message, a copy_message() result: its values were
+    checked then, so this only copies the dicts and lists (a group's members
+    each get their own copy, which receivers may change).
+    """
+    return _clone(message)
+
+
+def _clone(value):
+    kind = type(value)
+    if kind is dict:
+        return {key: _clone(item) for key, item in value.items()}
+    if kind is list:
+        return [_clone(item) for item in value]
+    return value
+
+
+#: Discarded channels a layer remembers at most (see discard_channel()).
+MAX_DISCARDED = 100_000
+
+
+class DiscardedChannels:
+    """
+    The channels discard_channel() forgot, each remembered for expiry
+    seconds, at most limit of them (the oldest go first). Not thread-safe:
+    the layer's lock guards it.
+    """
+
+    def __init__(self, expiry, limit=MAX_DISCARDED):
+        self.expiry = expiry
+        self.limit = limit
+        self._until = collections.OrderedDict()
+
+    def add(self, channel):
+        now = time.monotonic()
+        until = self._until
+        until.pop(channel, None)
+        while until and (len(until) >= self.limit or next(iter(until.values())) <= now):
+            until.popitem(last=False)
+        until[channel] = now + self.expiry
+
+    def __contains__(self, channel):
+        until = self._until.get(channel)
+        return until is not None and until > time.monotonic()
+
+    def __len__(self):
+        return len(self._until)
+
+    def clear(self):
+        self._until.clear()
 
 
 def discard_waiter(waiters, waiter):
@@ -262,6 +317,15 @@ class BaseChannelLayer:
         """
         return new_channel_name(prefix, self.client_prefix)
 
+    async def discard_channel(self, channel):
+        """
+        Forget channel, a process-specific channel of this process that
+        nothing will receive from again (a closed socket's reply channel):
+        drop the messages waiting on it, and those that arrive for it within
+        the layer's expiry (a broadcast before the socket left its groups).
+        By default this does nothing, and they expire.
+        """
+
     async def group_add(self, group, channel):
         """Add channel to group (renewing its membership expiry)."""
         raise NotImplementedError(
@@ -368,6 +432,9 @@ class BaseChannelLayer:
 
     def new_channel_sync(self, prefix="specific"):
         return async_to_sync(self.new_channel)(prefix)
+
+    def discard_channel_sync(self, channel):
+        return async_to_sync(self.discard_channel)(channel)
 
     def group_add_sync(self, group, channel):
         return async_to_sync(self.group_add)(group, channel)

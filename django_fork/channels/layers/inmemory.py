@@ -15,7 +15,12 @@ import time
 from collections import OrderedDict, deque
 
 from django_fork.channels.exceptions import ChannelFull
-from django_fork.channels.layers.base import BaseChannelLayer, discard_waiter
+from django_fork.channels.layers.base import (
+    BaseChannelLayer,
+    DiscardedChannels,
+    clone_message,
+    discard_waiter,
+)
 from django_fork.channels.layers.stats import ChannelCounters
 from django_fork.channels.names import is_short_lived, stats_name
 
@@ -84,6 +89,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # group -> {channel: expires_at}
         self._groups = {}
         self._counters = {}
+        self._discarded = DiscardedChannels(self.expiry)
         # Delayed messages: a heap of (due, n, channel, message), released by
         # one timer thread that runs while the heap is not empty.
         self._delayed = []
@@ -107,6 +113,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     def _put(self, channel, message, now):
         """Hand message to a waiting receiver or queue it."""
+        if self._discarded and channel in self._discarded:
+            return
         waiters = self._waiters.get(channel)
         while waiters:
             waiter = waiters.popleft()
@@ -302,6 +310,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # Nothing is redelivered: there is nothing to forget (as ack()).
         pass
 
+    async def discard_channel(self, channel):
+        self.discard_channel_sync(channel)
+
+    def discard_channel_sync(self, channel):
+        self.validate_channel_name(channel)
+        with self._lock:
+            self._discarded.add(channel)
+            self._queues.pop(channel, None)
+
     async def group_add(self, group, channel):
         self.group_add_sync(group, channel)
 
@@ -341,7 +358,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     continue
                 try:
                     # Each member gets its own copy: receivers may mutate.
-                    self._put(channel, self.copy_message(message), now)
+                    self._put(channel, clone_message(message), now)
                     self._counter(channel).sent(now)
                 except ChannelFull:
                     # At-most-once delivery: a full member misses this one.
@@ -357,6 +374,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._groups.clear()
             self._counters.clear()
             self._delayed.clear()
+            self._discarded.clear()
 
     def _store(self, key, value, timeout, add=False):
         """Keep value under key; return the live value it replaced."""

@@ -390,6 +390,45 @@ class ChannelLayerContractTests:
         for name in names:
             self.assertEqual((await self.receive(layer, name))["text"], "all")
 
+    async def test_group_members_get_their_own_copy(self):
+        """A receiver that changes its message changes no other member's."""
+        layer = self.layer()
+        for name in ("member-1", "member-2"):
+            await layer.group_add("room", name)
+        message = {"type": "t", "list": [1, {"x": [2]}], "nested": {"k": "v"}}
+        await layer.group_send("room", message)
+        message["list"].append("sender's change")
+        first = await self.receive(layer, "member-1")
+        first["list"][1]["x"].append(3)
+        first["nested"]["k"] = "changed"
+        self.assertEqual(
+            await self.receive(layer, "member-2"),
+            {"type": "t", "list": [1, {"x": [2]}], "nested": {"k": "v"}},
+        )
+
+    async def test_discard_channel(self):
+        """
+        A discarded process-specific channel (a closed socket's) keeps
+        nothing: neither what waited on it nor what a group sends it later.
+        """
+        layer = self.layer()
+        gone = await layer.new_channel("ws")
+        kept = await layer.new_channel("ws")
+        for name in (gone, kept):
+            await layer.group_add("room", name)
+        await layer.group_send("room", {"type": "t", "n": 1})
+        self.assertEqual((await self.receive(layer, kept))["n"], 1)
+        await layer.discard_channel(gone)
+        await layer.group_send("room", {"type": "t", "n": 2})
+        self.assertEqual((await self.receive(layer, kept))["n"], 2)
+        # What the process held is handed back in the background.
+        for _ in range(int(self.timeout / 0.02)):
+            depth = (await layer.stats([gone]))[gone]["depth"]
+            if not depth:
+                break
+            await asyncio.sleep(0.02)
+        self.assertEqual(depth, 0)
+
     async def test_group_expiry(self):
         """Memberships not renewed within group_expiry seconds lapse."""
         layer = self.layer(group_expiry=1)

@@ -1,3 +1,4 @@
+import json
 import threading
 
 from django_fork.channels.consumer import (
@@ -151,3 +152,41 @@ class HttpOnlyConsumer(WebsocketConsumer):
     def connect(self):
         self.http_session["connected"] = True
         self.accept()
+
+
+class TwoFramesConsumer(WebsocketConsumer):
+    """Answer each frame with two frames."""
+
+    def receive(self, text_data=None, bytes_data=None):
+        self.send(text_data="a:" + text_data)
+        self.send(text_data="b:" + text_data)
+
+
+class AsyncTwoFramesConsumer(AsyncWebsocketConsumer):
+    async def receive(self, text_data=None, bytes_data=None):
+        await self.send(text_data="a:" + text_data)
+        await self.send(text_data="b:" + text_data)
+
+
+class SendThenGroupConsumer(WebsocketConsumer):
+    """Send a frame to the socket, then one to its group."""
+
+    groups = ["acks"]
+
+    def receive(self, text_data=None, bytes_data=None):
+        self.send(text_data="own:" + text_data)
+        self.group_send("acks", text_data="group:" + text_data)
+
+
+class SendThenFailConsumer(WebsocketConsumer):
+    def receive(self, text_data=None, bytes_data=None):
+        self.send(text_data="before:" + text_data)
+        raise RuntimeError("consumer bug after a send")
+
+
+class KwargsConsumer(WebsocketConsumer):
+    """Report the route's kwargs, then change them."""
+
+    def receive(self, text_data=None, bytes_data=None):
+        self.send(text_data=json.dumps(self.kwargs))
+        self.kwargs["room"] = "changed"

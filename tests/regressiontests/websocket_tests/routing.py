@@ -17,4 +17,9 @@ websocket_urlpatterns = [
     path("ws/rename/", consumers.RenamingConsumer.as_consumer()),
     path("ws/refuse-session/", consumers.RefusingSessionConsumer.as_consumer()),
     path("ws/http-only/", consumers.HttpOnlyConsumer.as_consumer()),
+    path("ws/two/", consumers.TwoFramesConsumer.as_consumer()),
+    path("ws/async-two/", consumers.AsyncTwoFramesConsumer.as_consumer()),
+    path("ws/own-then-group/", consumers.SendThenGroupConsumer.as_consumer()),
+    path("ws/send-then-fail/", consumers.SendThenFailConsumer.as_consumer()),
+    path("ws/kwargs/<slug:room>/", consumers.KwargsConsumer.as_consumer()),
 ]

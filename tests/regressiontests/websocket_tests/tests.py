@@ -194,6 +194,25 @@ class WebSocketTests(SimpleTestCase):
             for socket in sockets[2:]:
                 self.assertEqual((await socket.receive())["text"], "again")
 
+    async def test_closed_socket_frees_what_it_held(self):
+        """
+        A socket that closes while broadcasts still reach its reply channel
+        (it is in a group no worker takes it out of yet) holds nothing.
+        """
+        layer = get_channel_layer()
+        async with running_worker():
+            socket = Socket(InterfaceApplication(), "/ws/room/")
+            await socket.connect()
+            (reply_channel,) = layer._groups["room"]
+            await layer.group_add("elsewhere", reply_channel)
+            await layer.group_send("elsewhere", {"type": "websocket.send", "text": "1"})
+            self.assertEqual((await socket.receive())["text"], "1")
+            await socket.disconnect()
+            await layer.group_send("elsewhere", {"type": "websocket.send", "text": "2"})
+        stats = await layer.stats([reply_channel])
+        self.assertEqual(stats[reply_channel]["depth"], 0)
+        self.assertNotIn(reply_channel, layer._queues)
+
     async def test_broadcast_to_1000_members(self):
         layer = get_channel_layer()
         members = [await layer.new_channel("websocket.send") for _ in range(1000)]

@@ -8,6 +8,7 @@ counts a message until it is handed out or dropped here. Ordinary messages
 nobody here received for RETURN_AFTER seconds are put back for others.
 """
 
+import asyncio
 import collections
 import logging
 import time
@@ -180,8 +181,16 @@ class DeliveryMixin:
             depth = (shard.name, None, channel) if "?" in channel else None
         with self._lock:
             self._book_received[shard.name, name] += 1
+            if raw is None and self._discarded and channel in self._discarded:
+                # For a closed socket: dropped, its depth handed back.
+                self._book_depths[depth] += 1
+                discarded = True
+            else:
+                discarded = False
         if not pump.state.flush_scheduled:
             self._schedule_flush(pump.state)
+        if discarded:
+            return
         remaining = int(sent) + self.expiry_ms - shard.server_ms()
         message = self._decode(channel, body) if remaining > 0 else None
         if message is None:
@@ -201,6 +210,42 @@ class DeliveryMixin:
         except DecodeError as e:
             logger.error("Dropped a message on %s that cannot be read: %s", channel, e)
             return None
+
+    async def discard_channel(self, channel):
+        """
+        Forget a process-specific channel of this process: drop what this
+        process holds of it and, for the layer's expiry, what its pumps pop
+        for it later, handing their depths back.
+        """
+        self.validate_channel_name(channel)
+        if "!" not in channel:
+            return
+        with self._lock:
+            self._discarded.add(channel)
+            items = self._buffer.pop(channel, ())
+            for item in items:
+                if item.depth is not None:
+                    self._book_depths[item.depth] += 1
+        state = self._states.get(asyncio.get_running_loop())
+        if items and state is not None and not state.flush_scheduled:
+            self._schedule_flush(state)
+
+    def discard_channel_sync(self, channel):
+        self.validate_channel_name(channel)
+        if "!" not in channel:
+            return
+        with self._lock:
+            self._discarded.add(channel)
+            items = self._buffer.pop(channel, ())
+            for item in items:
+                if item.depth is not None:
+                    self._book_depths[item.depth] += 1
+        if items:
+            state = self._running_state()
+            if state is not None:
+                state.loop.call_soon_threadsafe(self._schedule_flush, state)
+            else:
+                self._flush_sync()
 
     def _deliver(self, channel, item, state):
         waiter = None

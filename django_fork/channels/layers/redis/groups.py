@@ -72,6 +72,7 @@ class GroupsMixin:
             self._book_sent.clear()
             self._book_depths.clear()
             self._book_seen.clear()
+            self._discarded.clear()
 
     async def flush(self):
         """Delete every key under this layer's prefix on every shard."""

@@ -14,7 +14,7 @@ import logging
 import threading
 
 from django_fork.channels.exceptions import ChannelFull, ChannelLayerUnavailable
-from django_fork.channels.layers.base import BaseChannelLayer
+from django_fork.channels.layers.base import BaseChannelLayer, DiscardedChannels
 from django_fork.channels.layers.serializers import get_serializer
 from django_fork.channels.layers.sharding import HashRing
 from django_fork.channels.names import is_short_lived, new_channel_name, stats_name
@@ -146,6 +146,8 @@ class RedisChannelLayer(
         # channel -> deque of Waiter; channel -> deque of Item.
         self._waiters = {}
         self._buffer = {}
+        # Process-specific channels of closed sockets (discard_channel()).
+        self._discarded = DiscardedChannels(self.expiry)
         # id(message) -> (message, token, deadline) of unacked messages.
         self._unacked = {}
         self._book_received = collections.Counter()
