@@ -16,8 +16,8 @@ LINT_PATHS := $(wildcard django_fork tests runtests.py benchmarks example tools)
 .DEFAULT_GOAL := help
 
 .PHONY: help venv .venv test demo demo-redis lint format coverage clean
-.PHONY: patches patches-check branch upstream-test bisect-check branch-lint \
-	upstream-full branch-docs
+.PHONY: patches patches-check branch upstream-test bisect-check prefix-check \
+	branch-lint upstream-full branch-docs
 
 help:
 	@echo "Targets:"
@@ -39,6 +39,8 @@ help:
 	@echo "                 installed in ./branch/.venv"
 	@echo "  upstream-test  Django's runtests.py in ./branch: affected and new apps"
 	@echo "  bisect-check   upstream-test's apps after every patch of the series"
+	@echo "  prefix-check   after every patch: import its modules, run only the"
+	@echo "                 test apps it adds (minutes, not bisect-check's hour)"
 	@echo "  branch-lint    black, isort, flake8 on the files the series changes"
 	@echo "  upstream-full  Django's whole suite, branch vs stock (slow)"
 	@echo "  branch-docs    Django's docs build and spelling check in ./branch,"
@@ -117,6 +119,9 @@ upstream-test:
 
 bisect-check:
 	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) bisect-check
+
+prefix-check:
+	$(PYTHON) tools/prefix_check.py $(if $(DJANGO),--django $(DJANGO))
 
 branch-lint:
 	$(MAKE_PATCHES) branch-lint
