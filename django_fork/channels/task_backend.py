@@ -36,7 +36,6 @@ running: the message holds what it needs.
 """
 
 import datetime
-import logging
 from traceback import format_exception
 
 from asgiref.sync import async_to_sync, iscoroutinefunction
@@ -69,8 +68,6 @@ except ImportError:
 
 from django_fork.channels.background import send_task
 from django_fork.channels.layers import channel_layers
-
-logger = logging.getLogger("django_fork.channels.tasks")
 
 __all__ = ["ChannelTaskBackend", "get_task_routes"]
 
@@ -261,10 +258,7 @@ class ChannelTaskBackend(BaseTaskBackend):
                 value = async_to_sync(func)(*args, **result.kwargs)
             else:
                 value = func(*args, **result.kwargs)
-            object.__setattr__(result, "_return_value", normalize_json(value))
-            object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
         except Exception as e:
-            logger.exception("Task %s (%s) failed.", task.module_path, result.id)
             result.errors.append(
                 TaskError(
                     exception_class_path=_class_path(type(e)),
@@ -272,6 +266,15 @@ class ChannelTaskBackend(BaseTaskBackend):
                 )
             )
             object.__setattr__(result, "status", TaskResultStatus.FAILED)
+            # Inside the except clause: the framework's task_finished
+            # receiver logs a failed task with its traceback.
+            self._finish(key, result)
+        else:
+            object.__setattr__(result, "_return_value", normalize_json(value))
+            object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+            self._finish(key, result)
+
+    def _finish(self, key, result):
         object.__setattr__(result, "finished_at", timezone.now())
         self.results.set(key, self._data(result), self.result_ttl)
         task_finished.send(type(self), task_result=result)
