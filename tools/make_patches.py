@@ -170,6 +170,9 @@ UPSTREAM_TEST_APPS = [
     "responses",
     "httpwrappers",
     "csrf_tests",
+    # The runserver options, which the series extends (--channels).
+    "admin_scripts.tests.ManageRunserver",
+    "admin_scripts.tests.ManageTestserver",
 ]
 TEST_PARALLEL = os.environ.get("PARALLEL", "2")
 # Tests of the apps above that fail on stock Django 5.2.19 too when run as
@@ -2895,6 +2898,13 @@ def edit_runserver(repo, step, ctx):
         path,
     )
     write(repo, path, text.rstrip("\n") + "\n" + STATICFILES_METHOD)
+    # testserver calls runserver with every option's default, the new one
+    # included.
+    path = "tests/admin_scripts/tests.py"
+    text = base_text(path)
+    start = text.index("    def test_params_to_runserver(")
+    at = text.index("            use_ipv6=False,\n", start)
+    write(repo, path, text[:at] + "            use_channels=False,\n" + text[at:])
 
 
 # ---------------------------------------------------------------------------
