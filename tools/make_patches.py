@@ -3657,10 +3657,23 @@ def cmd_branch_lint(args):
 # The docs: Django's own Sphinx configuration, branch against stock.
 # ---------------------------------------------------------------------------
 
-# Django's docs/Makefile: "html" uses its djangohtml builder, "spelling" the
-# sphinxcontrib-spelling one; both with -n. Offline, intersphinx cannot reach
-# Python's docs, so stock Django warns too: only new warnings count.
-DOCS_BUILDERS = ["djangohtml", "spelling"]
+
+# The builders of the base's docs/Makefile: its "html" target's (Django
+# 5.2's own djangohtml builder; Django 6 dropped it for Sphinx's html) and
+# "spelling", sphinxcontrib-spelling's; both with -n. Offline, intersphinx
+# cannot reach Python's docs, so stock Django warns too: only new warnings
+# count.
+def docs_builders():
+    found = re.search(
+        r"^html:\n\t\$\(SPHINXBUILD\) -b (\S+)",
+        base_text("docs/Makefile"),
+        re.MULTILINE,
+    )
+    if not found:
+        raise Error("docs/Makefile of Django %s has no html target" % DJANGO_VERSION)
+    return [found.group(1), "spelling"]
+
+
 ENCHANT_HINT = (
     "the spelling check needs the enchant C library and an en_US dictionary; "
     "on Debian, as root: apt-get install -y libenchant-2-2 hunspell-en-us"
@@ -3742,7 +3755,7 @@ def cmd_branch_docs(args):
         raise Error("no ./%s; run `make branch` first" % BRANCH_DIR.name)
     bindir = docs_bindir()
     failed = False
-    for builder in DOCS_BUILDERS:
+    for builder in docs_builders():
         stock, stock_time = stock_docs_warnings(bindir, builder)
         branch, branch_time = sphinx_build(
             bindir, BRANCH_DIR / "docs", BUILD_DIR / "docs-branch", builder
