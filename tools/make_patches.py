@@ -754,9 +754,10 @@ PATCHES = REFACTOR_PATCHES + [
         release_note="""
         ``django.test.ChannelClient`` and ``django.test.ChannelTestCase`` test
         views and consumers through the channel path, and the
-        ``TEST_CLIENT_TRANSPORT`` setting, ``django.test.client.channel_clients()``
-        and ``django.test.runner.ChannelDiscoverRunner`` send the requests of
-        every test client over channels.
+        :setting:`TEST_CLIENT_TRANSPORT` setting,
+        ``django.test.client.channel_clients()`` and
+        ``django.test.runner.ChannelDiscoverRunner`` send the requests of every
+        test client over channels.
         """,
     ),
     Patch(
@@ -814,10 +815,14 @@ OVER_LIMIT = {
 # falls back to when the setting is missing (checked against every
 # getattr(settings, name, default) in django_fork/); None means "no default
 # in global_settings", for a fallback the code computes at run time.
+# CHANNEL_* settings go into a CHANNELS section; TEST_* ones into the TESTING
+# section, beside TEST_RUNNER (and into the Testing group of the topical
+# index of docs/ref/settings.txt).
 LAYERS_MODULE = "django_fork/channels/layers/__init__.py"
 HANDLER_MODULE = "django_fork/core/handlers/channel.py"
 ROUTING_MODULE = "django_fork/channels/routing.py"
 INTERFACE_MODULE = "django_fork/channels/interface.py"
+TEST_TRANSPORT_MODULE = "django_fork/test/transport.py"
 SETTINGS = {
     "CHANNEL_LAYERS": (
         LAYERS_MODULE,
@@ -873,7 +878,37 @@ SETTINGS = {
     ),
     # Defaults to CHANNEL_HTTP_TIMEOUT, read at run time.
     "CHANNEL_WEBSOCKET_ACK_TIMEOUT": (INTERFACE_MODULE, None, None),
+    "TEST_CLIENT_TRANSPORT": (
+        TEST_TRANSPORT_MODULE,
+        'How the test clients send requests: "direct" or "channel".',
+        'TEST_CLIENT_TRANSPORT = "direct"',
+    ),
 }
+
+
+def is_series_setting(name):
+    """Whether name is a setting the series adds (checked against SETTINGS)."""
+    return name.startswith("CHANNEL_") or name in SETTINGS
+
+
+# Words of the series' docs that Django's docs/spelling_wordlist lacks and
+# that are spelled right: names of tools, protocols and formats. Each goes
+# into the wordlist with the first patch whose docs use it. British
+# spellings do not belong here: Django's docs are in American English.
+SPELLING_WORDS = [
+    "autoreloader",
+    "autoscalers",
+    "backoff",
+    "backpressure",
+    "decrypted",
+    "endian",
+    "failover",
+    "Fernet",
+    "Lua",
+    "misconfigured",
+    "multiset",
+    "uvloop",
+]
 
 # Renames applied to every file, in order, after ADAPTATIONS.
 REWRITES = [
@@ -2037,8 +2072,9 @@ def edit_authors(repo, step, ctx):
 
 def check_setting_defaults(ctx):
     """
-    Every CHANNEL_* setting the overlay reads must be in SETTINGS, with the
-    default the code falls back to.
+    Every CHANNEL_* setting the overlay reads (and every other one that
+    SETTINGS lists) must be in SETTINGS, with the default the code falls back
+    to.
     """
     constants = {}
     reads = []
@@ -2070,7 +2106,7 @@ def check_setting_defaults(ctx):
                 and isinstance(node.args[0], ast.Name)
                 and node.args[0].id == "settings"
                 and isinstance(node.args[1], ast.Constant)
-                and str(node.args[1].value).startswith("CHANNEL_")
+                and is_series_setting(str(node.args[1].value))
             ):
                 default = node.args[2] if len(node.args) > 2 else None
                 # getattr(settings, name, None) or {} falls back to {}.
@@ -2088,7 +2124,7 @@ def check_setting_defaults(ctx):
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "settings"
-                and node.attr.startswith("CHANNEL_")
+                and is_series_setting(node.attr)
             ):
                 reads.append((path, node.attr, "required"))
     problems = []
@@ -2183,16 +2219,26 @@ def edit_global_settings(repo, step, ctx):
     path = "django/conf/global_settings.py"
     text = base_text(path)
     entries = []
+    testing = []
     for name, (module, comment, source) in SETTINGS.items():
         if setting_step(name, ctx) <= step and source is not None:
-            entries.append("# %s\n%s" % (comment, source))
-    if not entries:
-        return
-    block = "############\n# CHANNELS #\n############\n\n" + "\n".join(entries) + "\n\n"
-    anchor = "##################\n# AUTHENTICATION #\n##################\n"
-    if anchor not in text:
-        raise Error("%s: no AUTHENTICATION section to insert before" % path)
-    write(repo, path, text.replace(anchor, block + anchor, 1))
+            entry = "# %s\n%s" % (comment, source)
+            (testing if name.startswith("TEST_") else entries).append(entry)
+    if testing:
+        anchor = "\nTEST_NON_SERIALIZED_APPS = []\n"
+        if anchor not in text:
+            raise Error("%s: no TEST_NON_SERIALIZED_APPS to add after" % path)
+        text = text.replace(anchor, anchor + "\n" + "\n\n".join(testing) + "\n", 1)
+    if entries:
+        block = (
+            "############\n# CHANNELS #\n############\n\n" + "\n".join(entries) + "\n\n"
+        )
+        anchor = "##################\n# AUTHENTICATION #\n##################\n"
+        if anchor not in text:
+            raise Error("%s: no AUTHENTICATION section to insert before" % path)
+        text = text.replace(anchor, block + anchor, 1)
+    if entries or testing:
+        write(repo, path, text)
 
 
 def edit_test_signals(repo, step, ctx):
@@ -2513,14 +2559,32 @@ def edit_settings_doc(repo, step, ctx):
         return
     path = "docs/ref/settings.txt"
     text = insert_sections(base_text(path), "Core Settings", new)
-    # The topical index at the end of the page.
-    group = "Channels\n--------\n" + "".join(
-        "* :setting:`%s`\n" % name for name, _ in sorted(new)
-    )
-    anchor = "\nDatabase\n--------\n"
-    if anchor not in text:
-        raise Error("%s: no Database group in the topical index" % path)
-    text = text.replace(anchor, "\n" + group + anchor, 1)
+    # The topical index at the end of the page: TEST_* settings in its
+    # Testing group, the others in a new Channels group.
+    channels = sorted(name for name, _ in new if not name.startswith("TEST_"))
+    testing = sorted(name for name, _ in new if name.startswith("TEST_"))
+    if channels:
+        group = "Channels\n--------\n" + "".join(
+            "* :setting:`%s`\n" % name for name in channels
+        )
+        anchor = "\nDatabase\n--------\n"
+        if anchor not in text:
+            raise Error("%s: no Database group in the topical index" % path)
+        text = text.replace(anchor, "\n" + group + anchor, 1)
+    for name in testing:
+        start = text.find("\nTesting\n-------\n")
+        if start < 0:
+            raise Error("%s: no Testing group in the topical index" % path)
+        start += len("\nTesting\n-------\n")
+        end = text.index("\n\n", start)
+        lines = text[start:end].split("\n")
+        entry = "* :setting:`%s`" % name
+        # After "* Database: :setting:`TEST <DATABASE-TEST>`", by name.
+        position = next(
+            (i for i, line in enumerate(lines) if i and line > entry), len(lines)
+        )
+        lines.insert(position, entry)
+        text = text[:start] + "\n".join(lines) + text[end:]
     write(repo, path, text)
 
 
@@ -2590,6 +2654,61 @@ def edit_doc_indexes(repo, step, ctx):
         )
     for index, text in changed.items():
         write(repo, index, text)
+
+
+def wordlist_key(word):
+    return unicodedata.normalize("NFKD", word).encode("ascii", "ignore").lower()
+
+
+def edit_spelling_wordlist(repo, step, ctx):
+    """
+    Add to docs/spelling_wordlist the words of SPELLING_WORDS that the docs
+    use by this patch (in the pages the series adds or changes).
+    """
+    path = "docs/spelling_wordlist"
+    stock = base_text(path).splitlines()
+    if step == 1:
+        listed = sorted(set(SPELLING_WORDS) & set(stock))
+        if listed:
+            raise Error(
+                "SPELLING_WORDS lists words Django's %s has: %s"
+                % (path, ", ".join(listed))
+            )
+    changed = git(
+        repo, "diff", "--name-only", DJANGO_VERSION, "--", "docs", capture=True
+    ).stdout.split()
+    changed += git(
+        repo, "ls-files", "--others", "--exclude-standard", "docs", capture=True
+    ).stdout.split()
+    text = "\n".join(
+        read(repo, name) for name in sorted(set(changed)) if name.endswith(".txt")
+    )
+    used = [
+        word
+        for word in SPELLING_WORDS
+        if re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(word), text, re.IGNORECASE)
+    ]
+    if step == len(PATCHES):
+        unused = sorted(set(SPELLING_WORDS) - set(used))
+        if unused:
+            raise Error(
+                "SPELLING_WORDS lists words the series' docs do not use: %s"
+                % ", ".join(unused)
+            )
+    if not used:
+        return
+    lines = list(stock)
+    for word in sorted(used, key=wordlist_key):
+        position = next(
+            (
+                i
+                for i, line in enumerate(lines)
+                if wordlist_key(line) > wordlist_key(word)
+            ),
+            len(lines),
+        )
+        lines.insert(position, word)
+    write(repo, path, "\n".join(lines) + "\n")
 
 
 def release_notes(step):
@@ -2928,8 +3047,19 @@ def find_def(tree, dotted, path):
 
 
 def replace_once(text, old, new, path):
-    """text with old, which must occur exactly once, replaced by new."""
+    """
+    text with old, which must occur exactly once, replaced by new. Where the
+    base nests old deeper (Django 6.1's ASGIHandler.handle() runs the request
+    inside a with block), old and new are indented to match.
+    """
     count = text.count(old)
+    for extra in range(4, 13, 4):
+        if count:
+            break
+        deeper = textwrap.indent(old, " " * extra)
+        if text.count(deeper) == 1:
+            old, new = deeper, textwrap.indent(new, " " * extra)
+            count = 1
     if count != 1:
         raise Error(
             "%s: %d places match %r (update the refactor's hunks)"
@@ -3229,6 +3359,8 @@ EDITS = [
     (1, edit_session_middleware),
     (1, edit_checks),
     (1, edit_runserver),
+    # Last: it reads the docs the other edits wrote.
+    (1, edit_spelling_wordlist),
 ]
 
 
@@ -3768,13 +3900,26 @@ def cmd_branch_lint(args):
 # The docs: Django's own Sphinx configuration, branch against stock.
 # ---------------------------------------------------------------------------
 
-# Django's docs/Makefile: "html" uses its djangohtml builder, "spelling" the
-# sphinxcontrib-spelling one; both with -n. Offline, intersphinx cannot reach
-# Python's docs, so stock Django warns too: only new warnings count.
-DOCS_BUILDERS = ["djangohtml", "spelling"]
+
+# The builders of the base's docs/Makefile: its "html" target's (Django
+# 5.2's own djangohtml builder; Django 6 dropped it for Sphinx's html) and
+# "spelling", sphinxcontrib-spelling's; both with -n. Offline, intersphinx
+# cannot reach Python's docs, so stock Django warns too: only new warnings
+# count.
+def docs_builders():
+    found = re.search(
+        r"^html:\n\t\$\(SPHINXBUILD\) -b (\S+)",
+        base_text("docs/Makefile"),
+        re.MULTILINE,
+    )
+    if not found:
+        raise Error("docs/Makefile of Django %s has no html target" % DJANGO_VERSION)
+    return [found.group(1), "spelling"]
+
+
 ENCHANT_HINT = (
-    "the spelling check needs the enchant C library and an en_US dictionary "
-    "(Debian: apt-get install libenchant-2-2 hunspell-en-us)"
+    "the spelling check needs the enchant C library and an en_US dictionary; "
+    "on Debian, as root: apt-get install -y libenchant-2-2 hunspell-en-us"
 )
 
 
@@ -3853,7 +3998,7 @@ def cmd_branch_docs(args):
         raise Error("no ./%s; run `make branch` first" % BRANCH_DIR.name)
     bindir = docs_bindir()
     failed = False
-    for builder in DOCS_BUILDERS:
+    for builder in docs_builders():
         stock, stock_time = stock_docs_warnings(bindir, builder)
         branch, branch_time = sphinx_build(
             bindir, BRANCH_DIR / "docs", BUILD_DIR / "docs-branch", builder

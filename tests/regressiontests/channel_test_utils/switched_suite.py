@@ -14,7 +14,8 @@ results = []
 def report(name):
     results.append(name)
     if os.environ.get("SWITCHED_SUITE_PRINT"):
-        # For the test that runs this module with runtests.py --channels.
+        # For a test that runs this module in a subprocess and reads its
+        # output.
         print("request class: %s" % name)
 
 

@@ -1,4 +1,4 @@
-"""The switch: ChannelDiscoverRunner and runtests.py --channels."""
+"""The run-wide switch: ChannelDiscoverRunner and its --channels option."""
 
 import io
 import os
