@@ -39,7 +39,8 @@ def report_header(*lines):
     and by what command it ran, then lines (describing the setup).
     """
     return [
-        "date: %s" % datetime.datetime.now().astimezone().isoformat("T", "seconds"),
+        "date: %s"
+        % datetime.datetime.now(datetime.timezone.utc).isoformat("T", "seconds"),
         "machine: %d CPUs, load average at start %s"
         % (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg())),
         "command: %s" % " ".join([os.path.relpath(sys.executable, REPO), *sys.argv]),
