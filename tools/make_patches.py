@@ -363,12 +363,15 @@ REFACTOR_PATCHES = [
           ``root_path``. ``FORCE_SCRIPT_NAME`` is used when it is set to any
           value, ``""`` included, and ``request.path`` is built from
           ``SCRIPT_NAME`` and ``PATH_INFO``, so it carries the forced prefix.
-          A path that is the mount point alone has the ``path_info`` ``"/"``.
+          A path outside ``root_path`` is ``path`` and ``path_info`` as it
+          is. A path that is the mount point alone has the ``path_info``
+          ``"/"``.
         * ``request.META`` gains ``SERVER_PROTOCOL``, and ``REMOTE_PORT`` is a
           string, as every other CGI variable.
         * ``COOKIES`` decodes the ``Cookie`` header as UTF-8, as under WSGI,
           and several ``Cookie`` headers (HTTP/2 servers split one into
-          several) are joined with ``"; "``.
+          several) are joined with ``"; "``, each without a trailing
+          semicolon.
 
         ``WSGIHandler`` answers 400 to a request whose environ cannot be
         decoded, as ``ASGIHandler`` does, instead of raising
