@@ -2852,12 +2852,33 @@ RUNSERVER_RUN = """\
 """
 RUNSERVER_BIND = """
     def on_channel_bind(self, server_port):
-        self.on_bind(server_port)
+        self.on_bind(server_port%s)
         self.stdout.write(
             "Serving the channel path: the interface and worker threads on "
             "the default channel layer."
         )
 """
+# on_bind()'s banner, by base: Django 6.1's names the server ("Starting WSGI
+# development server at"), so on_bind() takes the name and the channel path
+# passes "ASGI", the protocol its interface server speaks; 5.2's banner
+# names none and stays as it is. (old, new) pairs for on_bind(), and what
+# on_channel_bind() passes on_bind() after the port.
+RUNSERVER_BANNER = {
+    "5.2.19": ([], ""),
+    "6.1.3": (
+        [
+            (
+                "    def on_bind(self, server_port):\n",
+                '    def on_bind(self, server_port, server="WSGI"):\n',
+            ),
+            (
+                '            f"Starting WSGI development server at ',
+                '            f"Starting {server} development server at ',
+            ),
+        ],
+        ', server="ASGI"',
+    ),
+}
 STATICFILES_METHOD = '''
     def get_channel_application(self, *args, **options):
         """
@@ -2888,7 +2909,10 @@ def edit_runserver(repo, step, ctx):
     start = text.index("            handler = self.get_handler(*args, **options)\n")
     end = text.index("            )\n", start) + len("            )\n")
     text = text[:start] + RUNSERVER_RUN + text[end:]
-    write(repo, path, text.rstrip("\n") + "\n" + RUNSERVER_BIND)
+    banner_edits, bind_arguments = RUNSERVER_BANNER[DJANGO_VERSION]
+    for old, new in banner_edits:
+        text = replace_once(text, old, new, path)
+    write(repo, path, text.rstrip("\n") + "\n" + RUNSERVER_BIND % bind_arguments)
     path = "django/contrib/staticfiles/management/commands/runserver.py"
     text = replace_once(
         base_text(path),
