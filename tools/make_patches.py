@@ -366,12 +366,15 @@ REFACTOR_PATCHES = [
           ``root_path``. ``FORCE_SCRIPT_NAME`` is used when it is set to any
           value, ``""`` included, and ``request.path`` is built from
           ``SCRIPT_NAME`` and ``PATH_INFO``, so it carries the forced prefix.
-          A path that is the mount point alone has the ``path_info`` ``"/"``.
+          A path outside ``root_path`` is ``path`` and ``path_info`` as it
+          is. A path that is the mount point alone has the ``path_info``
+          ``"/"``.
         * ``request.META`` gains ``SERVER_PROTOCOL``, and ``REMOTE_PORT`` is a
           string, as every other CGI variable.
         * ``COOKIES`` decodes the ``Cookie`` header as UTF-8, as under WSGI,
           and several ``Cookie`` headers (HTTP/2 servers split one into
-          several) are joined with ``"; "``.
+          several) are joined with ``"; "``, each without a trailing
+          semicolon.
 
         ``WSGIHandler`` answers 400 to a request whose environ cannot be
         decoded, as ``ASGIHandler`` does, instead of raising
@@ -2971,12 +2974,33 @@ RUNSERVER_RUN = """\
 """
 RUNSERVER_BIND = """
     def on_channel_bind(self, server_port):
-        self.on_bind(server_port)
+        self.on_bind(server_port%s)
         self.stdout.write(
             "Serving the channel path: the interface and worker threads on "
             "the default channel layer."
         )
 """
+# on_bind()'s banner, by base: Django 6.1's names the server ("Starting WSGI
+# development server at"), so on_bind() takes the name and the channel path
+# passes "ASGI", the protocol its interface server speaks; 5.2's banner
+# names none and stays as it is. (old, new) pairs for on_bind(), and what
+# on_channel_bind() passes on_bind() after the port.
+RUNSERVER_BANNER = {
+    "5.2.19": ([], ""),
+    "6.1.3": (
+        [
+            (
+                "    def on_bind(self, server_port):\n",
+                '    def on_bind(self, server_port, server="WSGI"):\n',
+            ),
+            (
+                '            f"Starting WSGI development server at ',
+                '            f"Starting {server} development server at ',
+            ),
+        ],
+        ', server="ASGI"',
+    ),
+}
 STATICFILES_METHOD = '''
     def get_channel_application(self, *args, **options):
         """
@@ -3007,7 +3031,10 @@ def edit_runserver(repo, step, ctx):
     start = text.index("            handler = self.get_handler(*args, **options)\n")
     end = text.index("            )\n", start) + len("            )\n")
     text = text[:start] + RUNSERVER_RUN + text[end:]
-    write(repo, path, text.rstrip("\n") + "\n" + RUNSERVER_BIND)
+    banner_edits, bind_arguments = RUNSERVER_BANNER[DJANGO_VERSION]
+    for old, new in banner_edits:
+        text = replace_once(text, old, new, path)
+    write(repo, path, text.rstrip("\n") + "\n" + RUNSERVER_BIND % bind_arguments)
     path = "django/contrib/staticfiles/management/commands/runserver.py"
     text = replace_once(
         base_text(path),

@@ -86,7 +86,8 @@ def headers_to_meta(headers):
     Content-Length and Content-Type become CONTENT_LENGTH and CONTENT_TYPE,
     other headers HTTP_* keys. A header repeated is joined with commas,
     except Cookie, whose crumbs (HTTP/2 and HTTP/3 split one Cookie header
-    into several) are joined with "; " as RFC 9113 section 8.2.3 says.
+    into several) are joined with "; " as RFC 9113 section 8.2.3 says, each
+    without the trailing semicolon that some clients send.
     Names with underscores are dropped: they would be ambiguous with the
     hyphens that become underscores, which allows spoofing.
     """
@@ -101,7 +102,10 @@ def headers_to_meta(headers):
             key = "CONTENT_TYPE"
         else:
             key = "HTTP_" + name.upper().replace("-", "_")
-        meta[key].append(value.decode("latin1"))
+        value = value.decode("latin1")
+        if key == "HTTP_COOKIE":
+            value = value.rstrip("; ")
+        meta[key].append(value)
     return {
         key: ("; " if key == "HTTP_COOKIE" else ",").join(values)
         for key, values in meta.items()
@@ -137,6 +141,12 @@ def scope_path(scope):
     return path
 
 
+def _is_under(path, mount):
+    """Return whether mount is a whole leading segment of path."""
+    mount = mount.rstrip("/")
+    return bool(mount) and (path == mount or path.startswith(mount + "/"))
+
+
 def scope_path_info(path, script_name, root_path):
     """
     Return PATH_INFO: path below the mount point, as a WSGI server splits
@@ -147,9 +157,9 @@ def scope_path_info(path, script_name, root_path):
     does not strip it); then script_name is the mount point. Either is
     stripped only when it is a whole leading segment of the path.
     """
-    mount = (root_path or script_name).rstrip("/")
-    if mount and (path == mount or path.startswith(mount + "/")):
-        path = path[len(mount) :]
+    mount = root_path or script_name
+    if _is_under(path, mount):
+        path = path[len(mount.rstrip("/")) :]
     return path or "/"
 
 
@@ -184,11 +194,15 @@ class ScopeRequest(TransportRequest):
             self.META["SERVER_NAME"] = scope["server"][0]
             self.META["SERVER_PORT"] = str(scope["server"][1])
         self.META.update(headers_to_meta(scope.get("headers", [])))
+        path = scope_path(scope)
         script_name = scope_script_name(scope)
-        path_info = scope_path_info(
-            scope_path(scope), script_name, scope.get("root_path")
-        )
-        self._set_path(script_name, path_info)
+        root_path = scope.get("root_path")
+        self._set_path(script_name, scope_path_info(path, script_name, root_path))
+        if root_path and not _is_under(path, root_path):
+            # The server sent a path outside its mount point: nothing was
+            # stripped from it, so request.path is that path, not the mount
+            # point put before it.
+            self.path = path
         self._set_content_type_params(self.META)
         # The server delivered the whole body: read it to its end.
         self._stream = body_file

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import time
 
+import django
 from django.test import SimpleTestCase
 from websockets.sync.client import connect
 
@@ -89,8 +90,12 @@ class ProjectMixin:
 class ChannelServerMixin(ProjectMixin, WebSocketOverSocketsMixin):
     def test_banner(self):
         output = self.server.output
+        # Django 6.1's banner names the server: the channel path's is ASGI.
+        server = "ASGI " if django.VERSION >= (6, 1) else ""
         self.assertIn(
-            "Starting development server at http://127.0.0.1:%d/" % self.port, output
+            "Starting %sdevelopment server at http://127.0.0.1:%d/"
+            % (server, self.port),
+            output,
         )
         self.assertIn("Serving the channel path", output)
 

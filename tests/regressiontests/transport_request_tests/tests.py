@@ -73,6 +73,11 @@ class HeadersToMetaTests(SimpleTestCase):
         meta = headers_to_meta([(b"cookie", b"a=1"), (b"cookie", b"b=2")])
         self.assertEqual(meta, {"HTTP_COOKIE": "a=1; b=2"})
 
+    def test_cookie_crumbs_trailing_semicolon(self):
+        """A crumb's trailing semicolon is not doubled by the join."""
+        meta = headers_to_meta([(b"cookie", b"a=1;"), (b"cookie", b"b=2; ")])
+        self.assertEqual(meta, {"HTTP_COOKIE": "a=1; b=2"})
+
     def test_values_are_latin1(self):
         meta = headers_to_meta([(b"x-name", "café".encode())])
         self.assertEqual(meta["HTTP_X_NAME"].encode("latin1"), "café".encode())
@@ -117,6 +122,18 @@ class ScopePathTests(SimpleTestCase):
 class ScopeRequestTests(SimpleTestCase):
     def request(self, body=b"", **overrides):
         return ScopeRequest(scope(**overrides), io.BytesIO(body))
+
+    def test_path_outside_root_path(self):
+        """
+        A path that root_path is not a whole leading segment of is kept
+        whole: nothing is stripped and nothing put before it.
+        """
+        request = self.request(
+            path="/rootprefix/x/", raw_path=b"/rootprefix/x/", root_path="/root"
+        )
+        self.assertEqual(request.path, "/rootprefix/x/")
+        self.assertEqual(request.path_info, "/rootprefix/x/")
+        self.assertEqual(request.script_name, "/root")
 
     def test_meta(self):
         request = self.request(
