@@ -40,50 +40,62 @@ FIRST_DELAY = 0.001
 MAX_DELAY = 0.02
 
 
-def _gave_up(channel_layer, channel, timeout):
-    return ChannelFullTimeout(
-        "Channel %r stayed full (capacity %d) for %s seconds: its consumers "
-        "are not keeping up, or none is running."
-        % (channel, channel_layer.get_capacity(channel), timeout)
-    )
+class _Backoff:
+    """
+    The waits of a send retried on a full channel: after each ChannelFull,
+    next_delay() gives how long to sleep before the next try, or raises
+    (the ChannelFull itself without a timeout, ChannelFullTimeout once the
+    timeout is over).
+    """
+
+    def __init__(self, channel_layer, channel, timeout):
+        self.channel_layer = channel_layer
+        self.channel = channel
+        self.timeout = timeout
+        self.deadline = None
+        self.delay = FIRST_DELAY
+
+    def next_delay(self):
+        if not self.timeout:
+            raise
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + self.timeout
+        elif now >= self.deadline:
+            raise ChannelFullTimeout(
+                "Channel %r stayed full (capacity %d) for %s seconds: its "
+                "consumers are not keeping up, or none is running."
+                % (
+                    self.channel,
+                    self.channel_layer.get_capacity(self.channel),
+                    self.timeout,
+                )
+            ) from None
+        delay = min(self.delay, max(0.0, self.deadline - now))
+        self.delay = min(self.delay * 2, MAX_DELAY)
+        return delay
 
 
 def _send_waiting(channel_layer, channel, message, timeout):
     """Send, waiting for room for up to timeout seconds (None: not at all)."""
-    deadline = None
-    delay = FIRST_DELAY
+    backoff = _Backoff(channel_layer, channel, timeout)
     while True:
         try:
             return channel_layer.send_sync(channel, message)
         except ChannelFull:
-            if not timeout:
-                raise
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + timeout
-            elif now >= deadline:
-                raise _gave_up(channel_layer, channel, timeout) from None
-        time.sleep(min(delay, max(0.0, deadline - now)))
-        delay = min(delay * 2, MAX_DELAY)
+            delay = backoff.next_delay()
+        time.sleep(delay)
 
 
 async def _asend_waiting(channel_layer, channel, message, timeout):
     """Async twin of _send_waiting()."""
-    deadline = None
-    delay = FIRST_DELAY
+    backoff = _Backoff(channel_layer, channel, timeout)
     while True:
         try:
             return await channel_layer.send(channel, message)
         except ChannelFull:
-            if not timeout:
-                raise
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + timeout
-            elif now >= deadline:
-                raise _gave_up(channel_layer, channel, timeout) from None
-        await asyncio.sleep(min(delay, max(0.0, deadline - now)))
-        delay = min(delay * 2, MAX_DELAY)
+            delay = backoff.next_delay()
+        await asyncio.sleep(delay)
 
 
 def send_task(

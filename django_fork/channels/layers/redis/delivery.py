@@ -217,35 +217,35 @@ class DeliveryMixin:
         process holds of it and, for the layer's expiry, what its pumps pop
         for it later, handing their depths back.
         """
-        self.validate_channel_name(channel)
-        if "!" not in channel:
+        if not self._discard_buffered(channel):
             return
-        with self._lock:
-            self._discarded.add(channel)
-            items = self._buffer.pop(channel, ())
-            for item in items:
-                if item.depth is not None:
-                    self._book_depths[item.depth] += 1
         state = self._states.get(asyncio.get_running_loop())
-        if items and state is not None and not state.flush_scheduled:
+        if state is not None and not state.flush_scheduled:
             self._schedule_flush(state)
 
     def discard_channel_sync(self, channel):
-        self.validate_channel_name(channel)
-        if "!" not in channel:
-            return
-        with self._lock:
-            self._discarded.add(channel)
-            items = self._buffer.pop(channel, ())
-            for item in items:
-                if item.depth is not None:
-                    self._book_depths[item.depth] += 1
-        if items:
+        if self._discard_buffered(channel):
             state = self._running_state()
             if state is not None:
                 state.loop.call_soon_threadsafe(self._schedule_flush, state)
             else:
                 self._flush_sync()
+
+    def _discard_buffered(self, channel):
+        """
+        Mark channel discarded and drop what is buffered for it, booking
+        the depths to hand back; return whether anything was buffered.
+        """
+        self.validate_channel_name(channel)
+        if "!" not in channel:
+            return False
+        with self._lock:
+            self._discarded.add(channel)
+            items = self._buffer.pop(channel, ())
+            for item in items:
+                if item.depth is not None:
+                    self._book_depths[item.depth] += 1
+        return bool(items)
 
     def _deliver(self, channel, item, state):
         waiter = None
