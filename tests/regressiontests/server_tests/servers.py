@@ -76,6 +76,17 @@ class ServerProcess:
         with open(self.output_path, "rb") as f:
             return f.read().decode(errors="replace")
 
+    def wait_for_output(self, text, timeout=10):
+        """
+        Return the output once it holds text, or as it is after timeout
+        seconds: a line printed once the port is bound may come a little
+        after the port opens.
+        """
+        deadline = time.monotonic() + timeout
+        while text not in (output := self.output) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return output
+
     def request(self, method, path, body=None, headers=None, timeout=30):
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:

@@ -89,14 +89,16 @@ class ProjectMixin:
 
 class ChannelServerMixin(ProjectMixin, WebSocketOverSocketsMixin):
     def test_banner(self):
-        output = self.server.output
         # Django 6.1's banner names the server: the channel path's is ASGI.
+        # It prints the banner once the port is bound, so it may come a
+        # moment after the port opens.
         server = "ASGI " if django.VERSION >= (6, 1) else ""
-        self.assertIn(
-            "Starting %sdevelopment server at http://127.0.0.1:%d/"
-            % (server, self.port),
-            output,
+        banner = "Starting %sdevelopment server at http://127.0.0.1:%d/" % (
+            server,
+            self.port,
         )
+        output = self.server.wait_for_output("Serving the channel path")
+        self.assertIn(banner, output)
         self.assertIn("Serving the channel path", output)
 
     def test_streaming_response(self):
