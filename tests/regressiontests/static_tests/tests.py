@@ -27,7 +27,7 @@ class StaticRootApplicationTests(SimpleTestCase):
         cls.addClassCleanup(shutil.rmtree, cls.root)
         os.makedirs(os.path.join(cls.root, "css"))
         cls.write("css/site.css", CSS)
-        cls.write("css/site.css.gz", gzip.compress(CSS))
+        cls.write("css/site.css.gz", gzip.compress(CSS, mtime=0))
         cls.write("css/site.css.br", b"pretend-brotli")
         cls.write("big.bin", bytes(range(256)) * (CHUNK_SIZE // 64))
         cls.write("empty.txt", b"")
@@ -174,8 +174,8 @@ class StaticRootApplicationTests(SimpleTestCase):
     async def test_precompressed(self):
         for accept, encoding, body in [
             ("gzip, deflate, br", "br", b"pretend-brotli"),
-            ("gzip", "gzip", gzip.compress(CSS)),
-            ("br;q=0, gzip", "gzip", gzip.compress(CSS)),
+            ("gzip", "gzip", gzip.compress(CSS, mtime=0)),
+            ("br;q=0, gzip", "gzip", gzip.compress(CSS, mtime=0)),
             ("identity", None, CSS),
         ]:
             with self.subTest(accept=accept):
