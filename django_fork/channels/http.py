@@ -19,9 +19,9 @@ from django.conf import settings
 from django_fork.channels.codecs import (
     disconnect_message,
     encode_response,
+    encode_short_response,
     encode_streaming_parts,
     error_response_messages,
-    fits_in_start_message,
     response_body_message,
     response_headers,
     response_start_message,
@@ -301,8 +301,8 @@ class HttpConsumer:
         stream = None
         finished = False
         try:
-            if fits_in_start_message(response, chunk_size, head):
-                start = next(encode_response(response, None, chunk_size, head=head))
+            start = encode_short_response(response, chunk_size, head)
+            if start is not None:
                 self.layer.send_sync(message["reply_channel"], start)
                 return None
             stream = self.new_stream()
