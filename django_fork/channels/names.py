@@ -89,8 +89,13 @@ def stats_name(name):
     many short-lived channels made from that prefix; the name itself for
     other channels.
     """
-    ends = [index for index in (name.find("!"), name.find("?")) if index != -1]
-    return name[: min(ends) + 1] if ends else name
+    bang = name.find("!")
+    mark = name.find("?")
+    if bang == -1:
+        return name if mark == -1 else name[: mark + 1]
+    if mark != -1 and mark < bang:
+        return name[: mark + 1]
+    return name[: bang + 1]
 
 
 #: Random bytes read from the system at a time for channel suffixes: one
