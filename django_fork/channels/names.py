@@ -110,8 +110,10 @@ def _empty_random_pool():
     _random_pool = memoryview(b"")
 
 
-# A forked child must not hand out the names its parent has left.
-os.register_at_fork(after_in_child=_empty_random_pool)
+# A forked child must not hand out the names its parent has left (there is
+# no fork() on Windows).
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_empty_random_pool)
 
 
 def random_suffix():
