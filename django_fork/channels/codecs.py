@@ -5,6 +5,8 @@ Nothing here does I/O: no layer, no event loop, no socket. The interface
 server and the worker call these and move the results over the layer.
 """
 
+import re
+
 from django_fork.channels.exceptions import InvalidMessage
 from django_fork.channels.messages import SPEC_VERSION
 from django_fork.channels.names import validate_channel_name
@@ -96,16 +98,31 @@ def _require_pair(value, what, types):
         raise InvalidMessage("%s must be a two-item list." % what)
 
 
+_BAD_NAME_BYTE = re.compile(rb"[:\x00\t\n\r ]")
+_BAD_VALUE_BYTE = re.compile(rb"[\x00\n\r]")
+
+
 def _check_header(name, value):
     """
     Refuse a header that would break HTTP/1.1 framing, in requests and in
     responses alike: a name that is empty or holds a separator, a line break
     or NUL; a value with a line break or NUL (RFC 9110, section 5).
     """
-    if not name or b":" in name or any(c in name for c in b" \t\r\n\0"):
+    if not name or _BAD_NAME_BYTE.search(name):
         raise InvalidMessage("Invalid header name %r." % name[:40])
-    if any(c in value for c in b"\r\n\0"):
+    if _BAD_VALUE_BYTE.search(value):
         raise InvalidMessage("Header %r has a line break or NUL." % name[:40])
+
+
+def _check_headers(headers):
+    """Check that each header is a [name, value] pair of bytes that is safe."""
+    for header in headers:
+        if not isinstance(header, list) or len(header) != 2:
+            raise InvalidMessage("Each header must be a two-item list.")
+        name, value = header
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise InvalidMessage("Each header must be a two-item list.")
+        _check_header(name, value)
 
 
 def validate_request_message(message):
@@ -134,9 +151,7 @@ def validate_request_message(message):
     root_path = _require(message, "root_path", str)
     if root_path and not root_path.startswith("/"):
         raise InvalidMessage("The root_path must be empty or start with '/'.")
-    for header in _require(message, "headers", list):
-        _require_pair(header, "Each header", bytes)
-        _check_header(*header)
+    _check_headers(_require(message, "headers", list))
     for key in ("client", "server"):
         value = _require(message, key, list, optional=True)
         if value is not None:
@@ -158,9 +173,7 @@ def validate_response_start(message):
     status = _require(message, "status", int)
     if not 100 <= status <= 999:
         raise InvalidMessage("Invalid status %r." % status)
-    for header in _require(message, "headers", list):
-        _require_pair(header, "Each header", bytes)
-        _check_header(*header)
+    _check_headers(_require(message, "headers", list))
     _require(message, "body", bytes)
     if _require(message, "more_body", bool):
         _require_channel(message, "body_channel")
@@ -189,7 +202,11 @@ def validate_body_message(message, expected_type):
 def response_headers(response):
     """Return a Django response's headers, Set-Cookie included, as pairs."""
     headers = []
-    for name, value in response.items():
+    # The (name, value) pairs ResponseHeaders keeps, where items() would
+    # look each name up again through the Mapping mixins.
+    store = getattr(response.headers, "_store", None)
+    pairs = store.values() if type(store) is dict else response.items()
+    for name, value in pairs:
         if isinstance(name, str):
             name = name.encode("ascii")
         if isinstance(value, str):
@@ -273,6 +290,25 @@ def encode_response(
         return
     yield response_start_message(status, headers, b"", True, body_channel, ack_channel)
     yield from encode_streaming_parts(response.streaming_content, chunk_size)
+
+
+def encode_short_response(response, chunk_size=DEFAULT_CHUNK_SIZE, head=False):
+    """
+    Return the only message encode_response() yields for this response, or
+    None when it yields more (a body over one chunk, or streamed). The
+    content is joined once, where fits_in_start_message() and then
+    encode_response() join it twice.
+    """
+    if head:
+        return response_start_message(response.status_code, response_headers(response))
+    if response.streaming:
+        return None
+    content = response.content
+    if len(content) > chunk_size:
+        return None
+    return response_start_message(
+        response.status_code, response_headers(response), content
+    )
 
 
 def fits_in_start_message(response, chunk_size=DEFAULT_CHUNK_SIZE, head=False):

@@ -71,13 +71,47 @@ class SendQueue:
         self.max_in_flight = max_in_flight
         self.waiting_bytes = 0
         self._lines = {}
-        self._in_flight = None
+        # Sends in progress, and the futures of those waiting to start, in
+        # the order they came. A plain count, not an asyncio.Semaphore: a
+        # send with a slot free, almost every send, costs an increment.
+        self._in_flight = 0
+        self._slot_waiters = deque()
 
     async def _send(self, layer, channel, message):
-        if self._in_flight is None:
-            self._in_flight = asyncio.Semaphore(self.max_in_flight)
-        async with self._in_flight:
+        if self._in_flight >= self.max_in_flight or self._slot_waiters:
+            await self._wait_for_slot()
+        else:
+            self._in_flight += 1
+        try:
             await layer.send(channel, message)
+        finally:
+            self._release_slot()
+
+    async def _wait_for_slot(self):
+        """Wait until a send in progress hands this one its slot."""
+        slot = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(slot)
+        try:
+            await slot
+        except BaseException:
+            if slot.done() and not slot.cancelled():
+                # Handed the slot as it was cancelled: pass it on.
+                self._release_slot()
+            else:
+                try:
+                    self._slot_waiters.remove(slot)
+                except ValueError:
+                    pass
+            raise
+
+    def _release_slot(self):
+        """End a send: hand its slot to the first waiting send, if any."""
+        while self._slot_waiters:
+            slot = self._slot_waiters.popleft()
+            if not slot.done():
+                slot.set_result(None)
+                return
+        self._in_flight -= 1
 
     def waiting(self, channel=None):
         """Return how many sends wait (for room on channel, or anywhere)."""

@@ -224,6 +224,26 @@ class _Interrupt:
             uncancel()
 
 
+async def _receive_within(receive, timeout):
+    """
+    Return await receive(), or raise asyncio.TimeoutError after timeout
+    seconds. A timer that cancels this task, where wait_for() would run the
+    receive in a task of its own (and asyncio.timeout() costs twice as
+    much): a request's body usually came whole before it is read.
+    """
+    interrupt = _Interrupt(asyncio.current_task())
+    timer = interrupt.task.get_loop().call_later(timeout, interrupt.timed_out)
+    try:
+        return await receive()
+    except asyncio.CancelledError:
+        if interrupt.reason is None:
+            raise
+        interrupt.uncancel()
+        raise asyncio.TimeoutError
+    finally:
+        timer.cancel()
+
+
 class InterfaceApplication:
     """
     Relay ASGI HTTP connections to workers over a channel layer.
@@ -400,9 +420,17 @@ class InterfaceApplication:
         memory, the rest spooled to a temporary file. Each part must come
         within the timeout (else 408).
         """
+        first = await self.receive_part(receive)
+        part = first.get("body", b"")
+        if not first.get("more_body", False) and len(part) <= self.chunk_size:
+            # The usual request: its whole body, if any, in one message.
+            self.check_body_size(len(part))
+            body = _Body()
+            body.first = part if type(part) is bytes else bytes(part)
+            return body
         body = _Body()
         try:
-            async for chunk, _ in self.read_chunks(receive):
+            async for chunk, _ in self.read_chunks(receive, first):
                 if body.first is None:
                     body.first = chunk
                 elif chunk:
@@ -419,10 +447,37 @@ class InterfaceApplication:
             body.spool.seek(0)
         return body
 
-    async def read_chunks(self, receive):
+    async def receive_part(self, receive):
+        """
+        Return the client's next http.request message; raise RequestTimeout
+        if none comes within the timeout, ClientDisconnected if the client
+        went away.
+        """
+        try:
+            message = await _receive_within(receive, self.timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(
+                "No part of the request body within %s seconds." % self.timeout
+            )
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        return message
+
+    def check_body_size(self, total):
+        """Raise MessageTooLarge if a body of total bytes is over the limit."""
+        if (
+            self.max_request_body_size is not None
+            and total > self.max_request_body_size
+        ):
+            raise MessageTooLarge(
+                "The request body is larger than %d bytes." % self.max_request_body_size
+            )
+
+    async def read_chunks(self, receive, first=None):
         """
         Yield (chunk, more_body) pairs of the request body, each chunk_size
-        bytes except the last.
+        bytes except the last. first is its first message, if already
+        received.
         """
         # The parts uvicorn hands over (64 KiB each for a large body) are
         # kept as they come and joined once per chunk.
@@ -432,25 +487,14 @@ class InterfaceApplication:
         total = 0
         more_body = True
         while more_body:
-            try:
-                message = await asyncio.wait_for(receive(), self.timeout)
-            except asyncio.TimeoutError:
-                raise RequestTimeout(
-                    "No part of the request body within %s seconds." % self.timeout
-                )
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected
+            if first is not None:
+                message, first = first, None
+            else:
+                message = await self.receive_part(receive)
             part = message.get("body", b"")
             more_body = message.get("more_body", False)
             total += len(part)
-            if (
-                self.max_request_body_size is not None
-                and total > self.max_request_body_size
-            ):
-                raise MessageTooLarge(
-                    "The request body is larger than %d bytes."
-                    % self.max_request_body_size
-                )
+            self.check_body_size(total)
             view = memoryview(part)
             while buffered + len(view) > chunk_size or (
                 more_body and buffered + len(view) == chunk_size

@@ -15,8 +15,10 @@ single-reader channel is kept whole in one place, so its messages come out in
 the order they went in.
 """
 
+import base64
+import os
 import re
-import secrets
+import threading
 
 from django_fork.channels.exceptions import InvalidChannelName
 
@@ -87,13 +89,42 @@ def stats_name(name):
     many short-lived channels made from that prefix; the name itself for
     other channels.
     """
-    ends = [index for index in (name.find("!"), name.find("?")) if index != -1]
-    return name[: min(ends) + 1] if ends else name
+    bang = name.find("!")
+    mark = name.find("?")
+    if bang == -1:
+        return name if mark == -1 else name[: mark + 1]
+    if mark != -1 and mark < bang:
+        return name[: mark + 1]
+    return name[: bang + 1]
+
+
+#: Random bytes read from the system at a time for channel suffixes: one
+#: getrandom() call per 256 names, not one per name (a name per request).
+_RANDOM_POOL_SIZE = 16 * 256
+_random_pool = memoryview(b"")
+_random_lock = threading.Lock()
+
+
+def _empty_random_pool():
+    global _random_pool
+    _random_pool = memoryview(b"")
+
+
+# A forked child must not hand out the names its parent has left (there is
+# no fork() on Windows).
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_empty_random_pool)
 
 
 def random_suffix():
     """Return an unguessable channel suffix (128 bits)."""
-    return secrets.token_urlsafe(16)
+    global _random_pool
+    with _random_lock:
+        if len(_random_pool) < 16:
+            _random_pool = memoryview(os.urandom(_RANDOM_POOL_SIZE))
+        random, _random_pool = _random_pool[:16], _random_pool[16:]
+    # What secrets.token_urlsafe(16) returns.
+    return base64.urlsafe_b64encode(random).rstrip(b"=").decode("ascii")
 
 
 def new_channel_name(prefix, client_prefix):

@@ -14,7 +14,6 @@ ChannelRequest are both built on it: an http.request message is a scope plus
 a reply channel.
 """
 
-from collections import defaultdict
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
@@ -91,7 +90,7 @@ def headers_to_meta(headers):
     Names with underscores are dropped: they would be ambiguous with the
     hyphens that become underscores, which allows spoofing.
     """
-    meta = defaultdict(list)
+    meta = {}
     for name, value in headers:
         name = name.decode("latin1").lower()
         if "_" in name:
@@ -105,11 +104,12 @@ def headers_to_meta(headers):
         value = value.decode("latin1")
         if key == "HTTP_COOKIE":
             value = value.rstrip("; ")
-        meta[key].append(value)
-    return {
-        key: ("; " if key == "HTTP_COOKIE" else ",").join(values)
-        for key, values in meta.items()
-    }
+            if key in meta:
+                value = meta[key] + "; " + value
+        elif key in meta:
+            value = meta[key] + "," + value
+        meta[key] = value
+    return meta
 
 
 def scope_script_name(scope):

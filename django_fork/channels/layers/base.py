@@ -70,7 +70,43 @@ def copy_message(message):
         raise InvalidMessage(
             "A message must be a dict, not %s." % type(message).__name__
         )
-    return _copy_value(message, "message")
+    try:
+        return _copy_plain(message)
+    except _NotPlain:
+        # A subclass of an allowed type, or a value that is not allowed:
+        # the checking copy says where.
+        return _copy_value(message, "message")
+
+
+class _NotPlain(Exception):
+    pass
+
+
+_PLAIN_SCALARS = frozenset(_SCALARS)
+
+
+def _copy_plain(value):
+    """
+    Copy a message made of the exact allowed types, which is what codecs
+    build: one type lookup per value, and no description of where each
+    value is until one is not allowed. Raise _NotPlain at anything else.
+    """
+    kind = type(value)
+    if kind is dict:
+        copied = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            copied[key] = item if type(item) in _PLAIN_SCALARS else _copy_plain(item)
+        return copied
+    if kind is list or kind is tuple:
+        return [
+            item if type(item) in _PLAIN_SCALARS else _copy_plain(item)
+            for item in value
+        ]
+    if kind in _PLAIN_SCALARS:
+        return value
+    raise _NotPlain
 
 
 def _copy_value(value, where):

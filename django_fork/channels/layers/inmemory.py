@@ -7,11 +7,13 @@ event loops at once, so a sync view running in a worker thread can send with
 send_sync() while the interface's event loop waits in receive().
 """
 
+import _thread
 import asyncio
 import heapq
 import itertools
 import threading
 import time
+from asyncio import events
 from collections import OrderedDict, deque
 
 from django_fork.channels.exceptions import ChannelFull
@@ -26,27 +28,42 @@ from django_fork.channels.names import is_short_lived, stats_name
 
 
 class _Waiter:
-    """A receiver blocked on one or more channels."""
+    """
+    A receiver blocked on one or more channels: a thread waiting on a lock
+    that wake() releases (one C call, where threading.Event takes a
+    Condition and several Python calls each way), or a future of an event
+    loop.
+    """
 
-    __slots__ = ("channels", "loop", "future", "event", "result")
+    __slots__ = ("channels", "loop", "future", "lock", "result")
 
     def __init__(self, channels, loop=None):
         self.channels = channels
         self.loop = loop
         self.result = None
         if loop is None:
-            self.event = threading.Event()
+            self.lock = _thread.allocate_lock()
+            self.lock.acquire()
             self.future = None
         else:
-            self.event = None
+            self.lock = None
             self.future = loop.create_future()
+
+    def wait(self, timeout=None):
+        """In a thread: wait for wake(); return False after timeout seconds."""
+        return self.lock.acquire(True, -1 if timeout is None else timeout)
 
     def wake(self, channel, message):
         # Called with the layer's lock held: from here on the message belongs
         # to this waiter, which puts it back if it is cancelled meanwhile.
         self.result = (channel, message)
-        if self.event is not None:
-            self.event.set()
+        if self.lock is not None:
+            self.lock.release()
+        elif events._get_running_loop() is self.loop:
+            # A send from the waiter's own loop (the interface of runstack
+            # answering itself, a consumer on the worker's loop): no
+            # wake-up of the loop through its self-pipe.
+            _resolve(self.future)
         else:
             self.loop.call_soon_threadsafe(_resolve, self.future)
 
@@ -57,10 +74,9 @@ def _resolve(future):
 
 
 def _consumer_id():
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        task = None
+    if events._get_running_loop() is None:
+        return threading.get_ident()
+    task = asyncio.current_task()
     return id(task) if task is not None else threading.get_ident()
 
 
@@ -296,7 +312,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 return found
             waiter = _Waiter(tuple(channels))
             self._register(waiter)
-        if not waiter.event.wait(timeout):
+        if not waiter.wait(timeout):
             with self._lock:
                 if waiter.result is None:
                     self._forget_waiter(waiter)

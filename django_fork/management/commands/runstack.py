@@ -24,6 +24,65 @@ logger = logging.getLogger("django_fork.channels.stack")
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 
 
+class CoalescingTransport:
+    """
+    The transport of one request and response on a connection, which
+    writes what one turn of the event loop wrote as one write: a response's
+    head and its body, which uvicorn writes apart, leave in one send() (one
+    system call and one segment, not two), and the end of the response
+    writes at once. What an application writes and then waits on goes out
+    on the loop's next turn.
+    """
+
+    def __init__(self, transport, loop, on_response):
+        self.transport = transport
+        self.loop = loop
+        self.pending = []
+        self.handle = None
+        self.on_response = on_response
+
+    def write(self, data):
+        if not data:
+            return
+        self.pending.append(data)
+        if self.handle is None:
+            self.handle = self.loop.call_soon(self.flush)
+
+    def flush(self):
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        pending = self.pending
+        if pending:
+            self.pending = []
+            if not self.transport.is_closing():
+                self.transport.write(
+                    pending[0] if len(pending) == 1 else b"".join(pending)
+                )
+
+    def response_complete(self):
+        """uvicorn's end of a response: write it, then carry on."""
+        self.flush()
+        self.on_response()
+
+    def close(self):
+        self.flush()
+        self.transport.close()
+
+    def abort(self):
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        self.pending = []
+        self.transport.abort()
+
+    def get_write_buffer_size(self):
+        return self.transport.get_write_buffer_size() + sum(map(len, self.pending))
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+
 def http_protocol(max_header_size):
     """
     Return uvicorn's "http" option and its keyword options for a server
@@ -66,7 +125,16 @@ def http_protocol(max_header_size):
         def on_headers_complete(self):
             self._in_head = False
             self._head_bytes = 0
+            previous = self.cycle
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and cycle is not previous:
+                # A new request (not an upgrade): coalesce its writes.
+                transport = CoalescingTransport(
+                    cycle.transport, self.loop, cycle.on_response
+                )
+                cycle.transport = transport
+                cycle.on_response = transport.response_complete
 
         def on_message_complete(self):
             self._in_head = True
@@ -218,7 +286,7 @@ class Command(BaseCommand):
                 app = StaticRootApplication(app)
             except ImproperlyConfigured as e:
                 raise CommandError(e)
-        worker = Worker(layer, threads=options["workers"])
+        worker = Worker(layer, threads=options["workers"], interface_in_process=True)
         http, http_options = http_protocol(options["max_header_size"])
         config = uvicorn.Config(
             app,

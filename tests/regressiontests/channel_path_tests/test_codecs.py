@@ -167,3 +167,21 @@ class ResponseCodecTests(SimpleTestCase):
         self.assertIn(
             [b"X-Custom", "café".encode("latin1")], response_headers(response)
         )
+
+
+class CopyMessageTests(SimpleTestCase):
+    def test_subclasses_and_tuples_are_copied_as_plain_values(self):
+        """
+        A str subclass and a tuple go through the checking copy: the values
+        are kept, tuples become lists.
+        """
+        from django.utils.safestring import mark_safe
+
+        message = {"text": mark_safe("<b>"), "pair": (b"a", 1), "n": [{"x": None}]}
+        copied = copy_message(message)
+        self.assertEqual(copied, {"text": "<b>", "pair": [b"a", 1], "n": [{"x": None}]})
+        self.assertIsNot(copied["n"][0], message["n"][0])
+
+    def test_refused_value_says_where(self):
+        with self.assertRaisesMessage(InvalidMessage, "message['a'][]"):
+            copy_message({"a": [object()]})

@@ -5,6 +5,7 @@ import json
 import logging
 
 from asgiref.testing import ApplicationCommunicator
+from django.core.signals import request_finished
 from django.test import SimpleTestCase, override_settings
 
 from django_fork.channels.exceptions import ChannelLayerUnavailable
@@ -202,6 +203,67 @@ class ChannelPathTests(SimpleTestCase):
             [body for _, _, body in results],
             [b"Hello, %d!" % i for i in range(100)],
         )
+
+
+@override_settings(ROOT_URLCONF="channel_path_tests.urls", CHANNEL_LAYERS=layers())
+class ResponseCloseOrderTests(SimpleTestCase):
+    """
+    When request_finished runs (Response.close()) against when the reply
+    goes to the layer.
+    """
+
+    async def serve(self, **options):
+        layer = get_channel_layer()
+        events = []
+        original = layer.send_sync
+
+        def send_sync(channel, message):
+            if message.get("type") == "http.response.start":
+                events.append("reply")
+            return original(channel, message)
+
+        def finished(**kwargs):
+            events.append("request_finished")
+
+        layer.send_sync = send_sync
+        request_finished.connect(finished)
+        try:
+            async with running_worker(layer, **options):
+                status, _, body = await request(InterfaceApplication(), path="/hello/")
+        finally:
+            request_finished.disconnect(finished)
+            del layer.send_sync
+        self.assertEqual(status, 200)
+        return events
+
+    async def test_reply_then_close(self):
+        """A worker of another process's interface sends the reply first."""
+        self.assertEqual(await self.serve(), ["reply", "request_finished"])
+
+    async def test_close_then_reply_with_interface_in_process(self):
+        """
+        A worker that shares its process (and GIL) with the interface closes
+        the response first: the interface couldn't relay the reply before.
+        """
+        self.assertEqual(
+            await self.serve(interface_in_process=True),
+            ["request_finished", "reply"],
+        )
+
+    async def test_reply_sent_when_close_fails(self):
+        """A failing request_finished receiver is logged; the reply goes."""
+
+        def failing(**kwargs):
+            raise ValueError("request_finished failed")
+
+        request_finished.connect(failing)
+        try:
+            with self.assertLogs("django_fork.channels.worker", "ERROR"):
+                events = await self.serve(interface_in_process=True)
+        finally:
+            request_finished.disconnect(failing)
+        # The failing receiver, connected first, stopped the signal.
+        self.assertEqual(events, ["reply"])
 
 
 @override_settings(ROOT_URLCONF="channel_path_tests.urls")

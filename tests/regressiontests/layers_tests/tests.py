@@ -1,5 +1,7 @@
 import asyncio
+import os
 import threading
+from unittest import skipUnless
 
 from django.test import SimpleTestCase, override_settings
 
@@ -9,6 +11,7 @@ from django_fork.channels.layers import (
     get_channel_layer,
 )
 from django_fork.channels.layers.inmemory import InMemoryChannelLayer
+from django_fork.channels.names import random_suffix
 
 from .contract import ChannelLayerContractTests
 
@@ -125,3 +128,28 @@ class ChannelLayersSettingTests(SimpleTestCase):
     def test_backend_required(self):
         with self.assertRaisesMessage(InvalidChannelLayerError, "has no BACKEND"):
             get_channel_layer()
+
+
+class ChannelNameTests(SimpleTestCase):
+    def test_suffixes_are_unique_and_url_safe(self):
+        suffixes = {random_suffix() for _ in range(1000)}
+        self.assertEqual(len(suffixes), 1000)
+        for suffix in suffixes:
+            self.assertRegex(suffix, r"\A[A-Za-z0-9_-]{22}\Z")
+
+    @skipUnless(hasattr(os, "fork"), "fork() is needed.")
+    def test_forked_child_takes_no_suffix_of_its_parent(self):
+        """The pool of random bytes is not shared with a forked child."""
+        random_suffix()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            os.write(write, random_suffix().encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            child = pipe.read()
+        os.waitpid(pid, 0)
+        self.assertNotEqual(child, random_suffix())
+        self.assertEqual(len(child), 22)

@@ -1,5 +1,6 @@
 """manage.py runstack: the whole channel stack in one process, over sockets."""
 
+import asyncio
 import json
 import signal
 import socket
@@ -8,6 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.test import SimpleTestCase
+
+from django_fork.management.commands.runstack import CoalescingTransport
 
 from .servers import ServerProcess, WebSocketOverSocketsMixin, free_port, manage
 
@@ -174,3 +177,87 @@ class RunstackPortTakenTests(SimpleTestCase):
             self.assertEqual(server.process.wait(30), 1)
         self.assertIn("Could not listen on 127.0.0.1:%d" % port, server.output)
         self.assertNotIn("Serving", server.output)
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.writes = []
+        self.closed = False
+        self.aborted = False
+
+    def write(self, data):
+        self.writes.append(data)
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        self.closed = True
+
+    def abort(self):
+        self.aborted = True
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def get_extra_info(self, name, default=None):
+        return "info:%s" % name
+
+
+class CoalescingTransportTests(SimpleTestCase):
+    def transport(self):
+        self.responses = 0
+
+        def on_response():
+            self.responses += 1
+
+        real = RecordingTransport()
+        return real, CoalescingTransport(real, asyncio.get_running_loop(), on_response)
+
+    async def test_head_and_body_in_one_write(self):
+        """The end of a response writes its head and body as one."""
+        real, transport = self.transport()
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"body")
+        self.assertEqual(real.writes, [])
+        self.assertEqual(transport.get_write_buffer_size(), 23)
+        transport.response_complete()
+        self.assertEqual(real.writes, [b"HTTP/1.1 200 OK\r\n\r\nbody"])
+        self.assertEqual(self.responses, 1)
+        await asyncio.sleep(0)
+        self.assertEqual(len(real.writes), 1)
+
+    async def test_written_on_the_next_loop_turn(self):
+        """What is written and then waited on goes out on the next turn."""
+        real, transport = self.transport()
+        transport.write(b"head")
+        transport.write(b"")
+        await asyncio.sleep(0)
+        self.assertEqual(real.writes, [b"head"])
+        transport.write(b"chunk")
+        await asyncio.sleep(0)
+        self.assertEqual(real.writes, [b"head", b"chunk"])
+
+    async def test_close_writes_first_abort_drops(self):
+        real, transport = self.transport()
+        transport.write(b"last")
+        transport.close()
+        self.assertEqual(real.writes, [b"last"])
+        self.assertIs(real.closed, True)
+        real, transport = self.transport()
+        transport.write(b"lost")
+        transport.abort()
+        await asyncio.sleep(0)
+        self.assertEqual(real.writes, [])
+        self.assertIs(real.aborted, True)
+
+    async def test_nothing_written_to_a_closed_transport(self):
+        real, transport = self.transport()
+        transport.write(b"late")
+        real.closed = True
+        await asyncio.sleep(0)
+        self.assertEqual(real.writes, [])
+
+    async def test_other_attributes_are_the_transport_s(self):
+        real, transport = self.transport()
+        self.assertEqual(transport.get_extra_info("peername"), "info:peername")
