@@ -291,12 +291,6 @@ class HttpConsumer:
         message goes straight from this thread to the layer, without waiting
         for the event loop. The response is closed in this thread, where its
         view ran, so request_finished sees the thread's database connections.
-
-        A worker whose interface runs in this process (runstack) closes a
-        response that fits in its start message before sending it: the
-        interface's event loop needs the GIL this thread holds to relay the
-        reply, so whatever the thread does after the send delays the
-        response, and wakes the loop only to wait for the GIL.
         """
         response = self.handler(message, body_file)
         head = message["method"] == "HEAD"
@@ -309,14 +303,7 @@ class HttpConsumer:
         try:
             start = encode_short_response(response, chunk_size, head)
             if start is not None:
-                if self.worker.interface_in_process:
-                    try:
-                        closing, response = response, None
-                        closing.close()
-                    finally:
-                        self.layer.send_sync(message["reply_channel"], start)
-                else:
-                    self.layer.send_sync(message["reply_channel"], start)
+                self.layer.send_sync(message["reply_channel"], start)
                 return None
             stream = self.new_stream()
             messages = encode_response(
@@ -337,8 +324,7 @@ class HttpConsumer:
                 if stream is not None:
                     call(stream.end(self.worker, not finished))
             finally:
-                if response is not None:
-                    response.close()
+                response.close()
         return None
 
     def new_stream(self):

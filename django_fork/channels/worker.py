@@ -94,14 +94,10 @@ class Worker:
         only_channels=None,
         exclude_channels=None,
         stream_timeout=60,
-        interface_in_process=False,
     ):
         self.layer = layer
         self.threads = threads
         self.stream_timeout = stream_timeout
-        #: Whether the interface that sends this worker its requests runs in
-        #: this process (runstack, runserver), sharing its GIL.
-        self.interface_in_process = interface_in_process
         if routing is None:
             routing = Routing.from_setting() if routes is None else Routing(routes)
         self.routing = routing

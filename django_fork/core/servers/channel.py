@@ -114,7 +114,7 @@ def run(
     if on_bind is not None:
         on_bind(listener.getsockname()[1])
     layer = channel_layers[layer_alias]
-    worker = Worker(layer, threads=threads, interface_in_process=True)
+    worker = Worker(layer, threads=threads)
     config = uvicorn.Config(
         RequestLogger(application),
         lifespan="off",

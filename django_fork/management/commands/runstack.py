@@ -286,7 +286,7 @@ class Command(BaseCommand):
                 app = StaticRootApplication(app)
             except ImproperlyConfigured as e:
                 raise CommandError(e)
-        worker = Worker(layer, threads=options["workers"], interface_in_process=True)
+        worker = Worker(layer, threads=options["workers"])
         http, http_options = http_protocol(options["max_header_size"])
         config = uvicorn.Config(
             app,
