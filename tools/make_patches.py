@@ -458,7 +458,10 @@ PATCHES = REFACTOR_PATCHES + [
         django.tasks (of the django-tasks backport before Django 6.0):
         enqueue() sends a task.run message to the channel "tasks.<queue>",
         and the result is kept in the layer's store, which the processes
-        share.
+        share. Priorities are supported: they fall into a few bands, each a
+        channel of the queue, and workers take the highest band first,
+        since receive_any() takes from the first of its channels that has a
+        message waiting.
 
         The consumers of the task channels are routes that the channel
         worker, added next, serves by itself.
@@ -472,9 +475,9 @@ PATCHES = REFACTOR_PATCHES + [
         release_note="""
         ``django.channels.background.send_task()`` sends background work to
         a named channel, and ``ChannelTaskBackend`` runs tasks on channel
-        workers: it is a backend of ``django.tasks`` on Django 6.0 and later,
-        and of the django-tasks backport on Django 5.2. See
-        :doc:`/topics/channels-tasks`.
+        workers, higher priorities first: it is a backend of ``django.tasks``
+        on Django 6.0 and later, and of the django-tasks backport on Django
+        5.2. See :doc:`/topics/channels-tasks`.
         """,
     ),
     Patch(

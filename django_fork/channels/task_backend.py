@@ -21,6 +21,16 @@ the "cache" option names. Workers serve the task channels of every
 ChannelTaskBackend in TASKS by themselves; ``runworker --only-channels
 "tasks.*"`` makes a pool that runs nothing else.
 
+Priorities fall into a few bands (DEFAULT_PRIORITY_BANDS, or the
+"priority_bands" option), each a channel of the queue: "tasks.<queue>" for
+the default priority's band, "tasks.<queue>.priority<lowest>" for the
+others. A worker receives from its channels highest band first, and the
+layer's receive_any() takes from the first channel in that order that has a
+message waiting: a waiting task of a higher band runs before any of a lower
+one, and tasks of one band run in the order enqueued. Bands, not one
+channel per priority: every channel is a key in each of a worker's
+receives, and a few of them keep that cheap.
+
 A full task channel makes enqueue() wait for room, for up to
 "enqueue_timeout" seconds (30 by default), then raise ChannelFullTimeout; a
 task whose enqueue failed leaves no result behind. Tasks with run_after are
@@ -40,6 +50,7 @@ from traceback import format_exception
 
 from asgiref.sync import async_to_sync, iscoroutinefunction
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
@@ -53,15 +64,26 @@ try:
         task_backends,
     )
     from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import TaskError
-    from django.tasks.exceptions import TaskResultDoesNotExist
+    from django.tasks.base import (
+        DEFAULT_TASK_PRIORITY,
+        TASK_MAX_PRIORITY,
+        TASK_MIN_PRIORITY,
+        TaskError,
+    )
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
 except ImportError:
     # Django 5.2: the django-tasks backport.
     from django_tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
     from django_tasks.backends.base import BaseTaskBackend
-    from django_tasks.base import TaskError
+    from django_tasks.base import (
+        DEFAULT_TASK_PRIORITY,
+        TASK_MAX_PRIORITY,
+        TASK_MIN_PRIORITY,
+        TaskError,
+    )
+    from django_tasks.exceptions import InvalidTaskError as InvalidTask
     from django_tasks.exceptions import TaskResultDoesNotExist
     from django_tasks.signals import task_enqueued, task_finished, task_started
     from django_tasks.utils import normalize_json
@@ -69,7 +91,13 @@ except ImportError:
 from django_fork.channels.background import send_task
 from django_fork.channels.layers import channel_layers
 
-__all__ = ["ChannelTaskBackend", "get_task_routes"]
+__all__ = ["DEFAULT_PRIORITY_BANDS", "ChannelTaskBackend", "get_task_routes"]
+
+#: The lowest priority of each priority band: tasks of one band share a
+#: channel, FIFO, and a worker takes the bands highest first. The default
+#: priority has a band of its own, so any other priority runs before or
+#: after it; 51 and above is urgent, -51 and below is background work.
+DEFAULT_PRIORITY_BANDS = (51, 1, 0, -50, -100)
 
 
 def _random_id():
@@ -165,11 +193,15 @@ class ChannelTaskBackend(BaseTaskBackend):
     - enqueue_timeout: seconds enqueue() waits for room on a full task
       channel before it raises ChannelFullTimeout (default 30).
     - channel_prefix: the task channels' prefix (default "tasks").
+    - priority_bands: the lowest priority of each band, each band a channel
+      of its own (default DEFAULT_PRIORITY_BANDS); the lowest band also
+      takes the priorities below it.
     """
 
     supports_async_task = True
     supports_get_result = True
     supports_defer = True
+    supports_priority = True
 
     def __init__(self, alias, params):
         super().__init__(alias, params)
@@ -182,10 +214,66 @@ class ChannelTaskBackend(BaseTaskBackend):
         self.result_ttl = self.options.get("result_ttl", 7 * 86400)
         self.enqueue_timeout = self.options.get("enqueue_timeout", 30)
         self.channel_prefix = self.options.get("channel_prefix", "tasks")
+        self.priority_bands = self._priority_bands(
+            self.options.get("priority_bands", DEFAULT_PRIORITY_BANDS)
+        )
+        self._default_band = self._band(DEFAULT_TASK_PRIORITY)
         self.worker_id = _random_id()
 
-    def channel_for(self, queue_name):
-        return "%s.%s" % (self.channel_prefix, queue_name)
+    def _priority_bands(self, bands):
+        """Return bands checked and sorted, the highest first."""
+        bands = sorted(set(bands), reverse=True)
+        if not bands or any(
+            isinstance(band, bool)
+            or not isinstance(band, int)
+            or not TASK_MIN_PRIORITY <= band <= TASK_MAX_PRIORITY
+            for band in bands
+        ):
+            raise ImproperlyConfigured(
+                "The priority_bands of task backend %r must be whole numbers "
+                "between %d and %d, at least one."
+                % (self.alias, TASK_MIN_PRIORITY, TASK_MAX_PRIORITY)
+            )
+        return bands
+
+    def _band(self, priority):
+        """
+        Return the band of priority: the lowest priority of its band (the
+        lowest band for a priority below every band).
+        """
+        if (
+            not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY
+            or int(priority) != priority
+        ):
+            # As the framework's validate_task() says it.
+            raise InvalidTask(
+                "priority must be a whole number between %d and %d."
+                % (TASK_MIN_PRIORITY, TASK_MAX_PRIORITY)
+            )
+        for band in self.priority_bands:
+            if priority >= band:
+                return band
+        return self.priority_bands[-1]
+
+    def channel_for(self, queue_name, priority=DEFAULT_TASK_PRIORITY):
+        """
+        Return the channel of queue_name's tasks of priority:
+        "<prefix>.<queue>" for the band of the default priority, and
+        "<prefix>.<queue>.priority<band>" for the others.
+        """
+        channel = "%s.%s" % (self.channel_prefix, queue_name)
+        band = self._band(priority)
+        if band != self._default_band:
+            channel = "%s.priority%d" % (channel, band)
+        return channel
+
+    def channels_for(self, queue_name):
+        """
+        Return the channels of queue_name's tasks, the highest band first:
+        the order a worker receives from them, and what to ask the layer's
+        stats() for the queue's backlog.
+        """
+        return [self.channel_for(queue_name, band) for band in self.priority_bands]
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
@@ -212,7 +300,7 @@ class ChannelTaskBackend(BaseTaskBackend):
         # result is only added, so it never hides the RUNNING or finished
         # result of a worker that was quicker.
         send_task(
-            self.channel_for(task.queue_name),
+            self.channel_for(task.queue_name, task.priority),
             {"type": "task.run", "backend": self.alias, "id": result.id, **data},
             delay=delay,
             layer=self.layer_alias,
@@ -342,15 +430,23 @@ class ChannelTaskBackend(BaseTaskBackend):
 
 
 def get_task_routes():
-    """Return {task channel: consumer} of every ChannelTaskBackend in TASKS."""
-    routes = {}
+    """
+    Return {task channel: consumer} of every ChannelTaskBackend in TASKS,
+    in the order a worker receives from them: the channels of higher
+    priority bands first, then by alias and queue name.
+    """
+    channels = []
     try:
         aliases = list(task_backends)
     except Exception:
-        return routes
+        return {}
     for alias in aliases:
         backend = task_backends[alias]
         if isinstance(backend, ChannelTaskBackend):
             for queue_name in sorted(backend.queues):
-                routes[backend.channel_for(queue_name)] = backend.run
-    return routes
+                for band in backend.priority_bands:
+                    channel = backend.channel_for(queue_name, band)
+                    channels.append((band, channel, backend.run))
+    # Stable: within a band, the alias and queue order stays.
+    channels.sort(key=lambda entry: entry[0], reverse=True)
+    return {channel: consumer for _, channel, consumer in channels}

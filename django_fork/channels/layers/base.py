@@ -22,6 +22,10 @@ Rules every backend keeps (and the contract tests check):
 - receive() blocks until a message arrives; cancelling it loses no message.
 - Delivery is at most once: a received message is gone from the layer.
 - The messages of one channel from one sender come out in the order sent.
+- receive_any() takes from the first of its channels, in the order given,
+  that has a message waiting: a worker's channel order is its preference
+  (task priorities rely on it). A backend that spreads channels over
+  several servers keeps this order among the channels of one server.
 
 Layers with the "store" extension also keep values under keys, each for a
 timeout, where every process of the layer finds them (task results live
@@ -320,7 +324,8 @@ class BaseChannelLayer:
     async def receive_any(self, channels):
         """
         Wait for the next message on any of channels and return
-        (channel, message). Exactly one message is taken.
+        (channel, message). Exactly one message is taken: of the first
+        channel, in the order given, that has one waiting.
         """
         if len(channels) == 1:
             return channels[0], await self.receive(channels[0])

@@ -170,7 +170,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
                     return
 
     def _take(self, channels, consumer, now):
-        """Return (channel, message) from the first non-empty channel."""
+        """
+        Return (channel, message) from the first non-empty channel, in the
+        order given (the contract's order of receive_any()).
+        """
         for channel in channels:
             # A process's short-lived channels have one receiver: it.
             self._counter(channel).consumer_seen(

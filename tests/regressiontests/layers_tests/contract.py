@@ -121,6 +121,43 @@ class ChannelLayerContractTests:
         self.assertEqual((channel, message["n"]), ("first", 1))
         await self.assertNothing(layer, "second")
 
+    def channels_kept_together(self, layer, count):
+        """
+        Return count ordinary channel names that layer keeps in one place
+        (a sharded backend's tests pick names of one shard).
+        """
+        return ["together.%d" % n for n in range(count)]
+
+    async def test_receive_any_keeps_the_order_of_channels(self):
+        """
+        receive_any() takes from the first of its channels, in the order
+        given, that has a message waiting; each channel's own order holds.
+        """
+        layer = self.layer()
+        order = self.channels_kept_together(layer, 3)
+        for n in range(3):
+            for channel in reversed(order):
+                await layer.send(channel, {"type": "t", "n": n})
+        expected = [(channel, n) for channel in order for n in range(3)]
+        received = []
+        for _ in range(len(expected)):
+            channel, message = await asyncio.wait_for(
+                layer.receive_any(order), self.timeout
+            )
+            received.append((channel, message["n"]))
+        self.assertEqual(received, expected)
+        # The sync twin, from a thread (a worker's receiving thread).
+        for n in range(2):
+            for channel in reversed(order):
+                await layer.send(channel, {"type": "t", "n": n})
+        received = []
+        for _ in range(6):
+            channel, message = await asyncio.wait_for(
+                asyncio.to_thread(layer.receive_any_sync, order), self.timeout
+            )
+            received.append((channel, message["n"]))
+        self.assertEqual(received, [(c, n) for c in order for n in range(2)])
+
     async def test_channels_are_independent(self):
         layer = self.layer()
         await layer.send("one", {"type": "t", "n": 1})

@@ -1,3 +1,5 @@
+import itertools
+
 from django.test import SimpleTestCase
 from layers_tests.contract import ChannelLayerContractTests
 
@@ -42,3 +44,11 @@ class ShardedRedisChannelLayerTests(RedisContractMixin, SimpleTestCase):
     """The contract on three Redis shards."""
 
     servers = 3
+
+    def channels_kept_together(self, layer, count):
+        """Return count channel names whose home is one shard."""
+        names = ("together.%d" % n for n in itertools.count())
+        home = layer._home("together.0")
+        return list(
+            itertools.islice((n for n in names if layer._home(n) is home), count)
+        )

@@ -1,3 +1,5 @@
+import time
+
 try:
     from django.tasks import task
 except ImportError:
@@ -11,6 +13,12 @@ calls = []
 def resize(width, height):
     calls.append(("resize", width, height))
     return {"area": width * height}
+
+
+@task()
+def nap(seconds, label):
+    time.sleep(seconds)
+    calls.append(("nap", label))
 
 
 @task()

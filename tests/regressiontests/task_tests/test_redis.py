@@ -6,16 +6,26 @@ import json
 import os
 import subprocess
 import sys
+import time
 from unittest import skipUnless
 
 import redis
 from django.test import SimpleTestCase, override_settings
 
 from django_fork.channels.layers import get_channel_layer
+from django_fork.channels.task_backend import TaskResultStatus
 from django_fork.test.redis import RedisServer, require_redis
 
 from . import tasks
-from .tests import EnqueueBurstMixin, enqueue_burst, stalled_tasks, wait_all_finished
+from .tests import (
+    PRIORITIES,
+    PRIORITY_ORDER,
+    EnqueueBurstMixin,
+    enqueue_burst,
+    enqueue_priorities,
+    stalled_tasks,
+    wait_all_finished,
+)
 
 try:
     import django.tasks as DJANGO_TASKS
@@ -125,6 +135,41 @@ class RedisEnqueueBurstTests(RedisWorkersMixin, EnqueueBurstMixin, SimpleTestCas
         )
 
 
+class RedisTaskPriorityTests(RedisWorkersMixin, SimpleTestCase):
+    """Priorities over Redis, with one runworker process of one thread."""
+
+    workers = 1
+
+    def test_backlog_runs_by_priority(self):
+        """
+        A backlog of mixed priorities that builds up while the worker is
+        busy runs the tasks of higher bands first, and those of one band in
+        the order enqueued.
+        """
+        busy = tasks.nap.using(priority=-100).enqueue(0.5, "busy")
+        wait_until_running(busy)
+        results = enqueue_priorities(PRIORITIES)
+        wait_all_finished([busy, *results])
+        ran = sorted(range(len(results)), key=lambda n: results[n].started_at)
+        self.assertEqual(ran, PRIORITY_ORDER)
+        self.assertEqual([result.task.priority for result in results], PRIORITIES)
+
+
+class AtLeastOnceTaskPriorityTests(RedisTaskPriorityTests):
+    """The same on at-least-once task channels (Redis streams)."""
+
+    layer_options = {"at_least_once": ["tasks.*"]}
+
+
+def wait_until_running(result, timeout=10):
+    deadline = time.monotonic() + timeout
+    while result.status == TaskResultStatus.READY:
+        if time.monotonic() > deadline:
+            raise AssertionError("Task %s did not start." % result.id)
+        time.sleep(0.02)
+        result.refresh()
+
+
 @skipUnless(DJANGO_TASKS, "Django's own tasks framework is Django 6.0+.")
 class DjangoTasksFrameworkTests(RedisWorkersMixin, SimpleTestCase):
     """Tasks of django.tasks, Django's own framework, on channel workers."""
@@ -149,3 +194,15 @@ class DjangoTasksFrameworkTests(RedisWorkersMixin, SimpleTestCase):
         fetched = tasks.resize.get_result(result.id)
         self.assertEqual(fetched.return_value, {"area": 12})
         self.assertEqual(fetched.finished_at, result.finished_at)
+
+    def test_priority(self):
+        """
+        A django.tasks task of a priority runs on a runworker process, and
+        its result keeps the priority.
+        """
+        urgent = tasks.resize.using(priority=100)
+        self.assertIsInstance(urgent, DJANGO_TASKS.Task)
+        result = urgent.enqueue(2, 3)
+        wait_all_finished([result])
+        self.assertEqual(result.return_value, {"area": 6})
+        self.assertEqual(urgent.get_result(result.id).task.priority, 100)

@@ -6,6 +6,7 @@ import logging
 import time
 
 import django
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import SimpleTestCase, TestCase, override_settings
 from django.utils import timezone
@@ -15,6 +16,8 @@ from django_fork.channels.exceptions import ChannelFull, ChannelFullTimeout
 from django_fork.channels.layers import get_channel_layer
 from django_fork.channels.layers.inmemory import InMemoryChannelLayer
 from django_fork.channels.task_backend import (
+    ChannelTaskBackend,
+    InvalidTask,
     TaskResultDoesNotExist,
     TaskResultStatus,
     task_backends,
@@ -32,6 +35,25 @@ TASKS = {
     }
 }
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+#: The channels of TASKS in the order a worker receives from them: by
+#: priority band, the highest first, then by queue.
+TASK_CHANNELS = [
+    "tasks.default.priority51",
+    "tasks.images.priority51",
+    "tasks.default.priority1",
+    "tasks.images.priority1",
+    "tasks.default",
+    "tasks.images",
+    "tasks.default.priority-50",
+    "tasks.images.priority-50",
+    "tasks.default.priority-100",
+    "tasks.images.priority-100",
+]
+#: Priorities of a backlog, and the order a worker runs it in (indexes into
+#: PRIORITIES): the bands highest first, each band in the order enqueued
+#: (5 before 30, both of the band 1 to 50).
+PRIORITIES = [0, -60, 5, 0, 100, -1, 30, 60, -100, 0]
+PRIORITY_ORDER = [4, 7, 2, 6, 0, 3, 9, 5, 1, 8]
 #: The logger of the tasks framework's signal receivers: Django's own from
 #: 6.0, the django-tasks backport's on 5.2.
 FRAMEWORK_LOGGER = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
@@ -151,11 +173,162 @@ class ChannelTaskBackendTests(SimpleTestCase):
     async def test_only_channels_pool(self):
         """A --only-channels "tasks.*" worker runs tasks and no views."""
         async with running_worker(only_channels=["tasks.*"]) as worker:
-            self.assertEqual(worker.channels, ["tasks.default", "tasks.images"])
+            self.assertEqual(worker.channels, TASK_CHANNELS)
             resize = tasks.resize.using(queue_name="images")
             result = await asyncio.to_thread(resize.enqueue, 2, 2)
             await wait_finished(result)
         self.assertEqual(result.return_value, {"area": 4})
+
+
+def enqueue_priorities(priorities):
+    """
+    Enqueue a resize task of each priority, the nth as resize(n, 1); return
+    their results.
+    """
+    return [
+        tasks.resize.using(priority=priority).enqueue(n, 1)
+        for n, priority in enumerate(priorities)
+    ]
+
+
+def run_order():
+    """Return the n of each resize(n, 1) task that ran, in the order run."""
+    return [call[1] for call in tasks.calls if call[0] == "resize"]
+
+
+@override_settings(CHANNEL_LAYERS=LAYERS, TASKS=TASKS, CACHES=CACHES)
+class TaskPriorityTests(SimpleTestCase):
+    def setUp(self):
+        tasks.calls.clear()
+
+    def test_channels_of_priority_bands(self):
+        """
+        The default priority's band keeps the queue's channel; each other
+        band has one of its own, named after its lowest priority.
+        """
+        backend = task_backends["default"]
+        self.assertIs(backend.supports_priority, True)
+        self.assertEqual(backend.channel_for("images"), "tasks.images")
+        for priority, channel in [
+            (100, "tasks.images.priority51"),
+            (51, "tasks.images.priority51"),
+            (50, "tasks.images.priority1"),
+            (1, "tasks.images.priority1"),
+            (0, "tasks.images"),
+            (-1, "tasks.images.priority-50"),
+            (-50, "tasks.images.priority-50"),
+            (-51, "tasks.images.priority-100"),
+            (-100, "tasks.images.priority-100"),
+        ]:
+            with self.subTest(priority=priority):
+                self.assertEqual(backend.channel_for("images", priority), channel)
+        self.assertEqual(
+            backend.channels_for("default"),
+            [c for c in TASK_CHANNELS if c.startswith("tasks.default")],
+        )
+
+    def test_priority_travels_with_the_task(self):
+        """enqueue() sends to the band's channel; results keep the priority."""
+        result = tasks.resize.using(priority=60).enqueue(1, 1)
+        message = get_channel_layer().receive_sync("tasks.default.priority51")
+        self.assertEqual(message["priority"], 60)
+        self.assertEqual(result.task.priority, 60)
+        backend = task_backends["default"]
+        self.assertEqual(backend.get_result(result.id).task.priority, 60)
+        backend.run(message)
+        result.refresh()
+        self.assertEqual(result.status, TaskResultStatus.SUCCESSFUL)
+        self.assertEqual(result.task.priority, 60)
+
+    def test_priority_out_of_range(self):
+        """A priority is a whole number from -100 to 100 (as the framework)."""
+        message = "priority must be a whole number between -100 and 100."
+        for priority in [101, -101, 1.5]:
+            with self.subTest(priority=priority):
+                with self.assertRaisesMessage(InvalidTask, message):
+                    tasks.resize.using(priority=priority)
+                with self.assertRaisesMessage(InvalidTask, message):
+                    task_backends["default"].channel_for("default", priority)
+
+    def test_priority_bands_option(self):
+        """
+        The priority_bands option sets the bands; the lowest takes the
+        priorities below it too.
+        """
+        backend = ChannelTaskBackend(
+            "exact", {"OPTIONS": {"priority_bands": [0, 10, 20]}}
+        )
+        self.assertEqual(backend.priority_bands, [20, 10, 0])
+        self.assertEqual(
+            backend.channels_for("default"),
+            ["tasks.default.priority20", "tasks.default.priority10", "tasks.default"],
+        )
+        self.assertEqual(backend.channel_for("default", -100), "tasks.default")
+        self.assertEqual(backend.channel_for("default", 15), "tasks.default.priority10")
+        # Without a band of its own, the default priority shares the lowest.
+        high = ChannelTaskBackend("high", {"OPTIONS": {"priority_bands": [50]}})
+        self.assertEqual(high.channels_for("default"), ["tasks.default"])
+        for bands in [[], [101], [-101], [1.5], ["1"], [True]]:
+            with self.subTest(bands=bands):
+                with self.assertRaisesMessage(
+                    ImproperlyConfigured, "priority_bands of task backend 'bad'"
+                ):
+                    ChannelTaskBackend("bad", {"OPTIONS": {"priority_bands": bands}})
+
+    async def test_backlog_runs_by_priority(self):
+        """
+        A worker that finds a backlog of mixed priorities runs the tasks of
+        higher bands first, and those of one band in the order enqueued.
+        """
+        results = await asyncio.to_thread(enqueue_priorities, PRIORITIES)
+        # The load query of the queue's channels sees the whole backlog.
+        channels = task_backends["default"].channels_for("default")
+        stats = await get_channel_layer().stats(channels)
+        self.assertEqual(
+            sum(figures["depth"] for figures in stats.values()), len(PRIORITIES)
+        )
+        async with running_worker(threads=1):
+            for result in results:
+                await wait_finished(result)
+        self.assertEqual(run_order(), PRIORITY_ORDER)
+        self.assertEqual([result.task.priority for result in results], PRIORITIES)
+
+    async def test_higher_priority_enqueued_later_runs_next(self):
+        """
+        A task enqueued while a worker works through a backlog runs before
+        the backlog's tasks of lower bands.
+        """
+        nap = tasks.nap.using(priority=-100)
+        backlog = await asyncio.to_thread(
+            lambda: [nap.enqueue(0.1, n) for n in range(5)]
+        )
+        async with running_worker(threads=1):
+            await wait_finished(backlog[0])
+            urgent = tasks.nap.using(priority=100)
+            await asyncio.to_thread(urgent.enqueue, 0, "urgent")
+            for result in backlog:
+                await wait_finished(result)
+        ran = [call[1] for call in tasks.calls]
+        self.assertEqual(ran[0], 0)
+        self.assertLess(ran.index("urgent"), ran.index(4))
+
+    def test_exact_bands_order_every_priority(self):
+        """With a band per priority in use, every priority runs in order."""
+        exact = {
+            "default": {
+                **TASKS["default"],
+                "OPTIONS": {"priority_bands": [-100, 5, 30]},
+            }
+        }
+        with override_settings(TASKS=exact):
+            results = enqueue_priorities([5, 30, 5, 30])
+            layer = get_channel_layer()
+            channels = task_backends["default"].channels_for("default")
+            order = []
+            for _ in results:
+                _, message = layer.receive_any_sync(channels, timeout=1)
+                order.append(message["args"][0])
+        self.assertEqual(order, [1, 3, 0, 2])
 
 
 @override_settings(CHANNEL_LAYERS=LAYERS)

@@ -105,12 +105,16 @@ class DeliveryMixin:
                 waiter.routes.append((pump, key))
                 if pump not in pumps:
                     pumps.append(pump)
+        for pump in pumps:
+            pump.receives += 1
         return pumps
 
     def _forget_waiter(self, waiter, cancelled=False):
         """Unregister waiter; return the pumps to wake (lock held)."""
         discard_waiter(self._waiters, waiter)
         stale = []
+        for pump in {pump for pump, _ in waiter.routes}:
+            pump.receives -= 1
         for pump, key in waiter.routes:
             left = pump.keys.get(key, 0) - 1
             if left > 0:

@@ -23,7 +23,7 @@ from .connection import (
     server_version,
     timed,
 )
-from .scripts import CONSUMER_GROUP, ENSURE_GROUPS, WAKE
+from .scripts import CONSUMER_GROUP, ENSURE_GROUPS, READ_FIRST, WAKE
 
 logger = logging.getLogger("django_fork.channels.layers")
 
@@ -53,8 +53,10 @@ class Pump:
         self.loop = state.loop
         self.shard = shard
         self.family = family
-        # key -> number of waiters wanting it (guarded by layer._lock).
+        # key -> number of waiters wanting it, and the number of waiters
+        # (guarded by layer._lock).
         self.keys = {}
+        self.receives = 0
         # key -> monotonic time until which a key nobody waits on is popped.
         self.linger = {}
         # Keys of the blocking call under way, or None.
@@ -166,6 +168,7 @@ class Pump:
                             keys = list(self.keys)
                         await self._reclaim(keys)
                         continue
+                    reply = await self._read_first()
                 elif self.burst:
                     # Messages are coming in: while several receives wait,
                     # take one message for each in a single round trip
@@ -173,7 +176,8 @@ class Pump:
                     self.burst = await self._take_batch()
                     if self.burst:
                         continue
-                reply = await self._block(reclaim_at)
+                if not reply:
+                    reply = await self._block(reclaim_at)
             except CONNECTION_ERRORS as e:
                 with self.layer._lock:
                     self.in_flight = None
@@ -257,7 +261,12 @@ class Pump:
         """Pop, without blocking, one message per waiting receive."""
         with self.layer._lock:
             wanted = [(key, count) for key, count in self.keys.items() if count]
-        if sum(count for _, count in wanted) < 2:
+            receives = self.receives
+        wants = sum(count for _, count in wanted)
+        if wants < 2 or wants > receives:
+            # Not for a receive that waits on several of the lists: it would
+            # get a message of each, when the blocking pop takes one of the
+            # first list that has any, in the order of its channels.
             return False
         if self.blmpop and len(wanted) < 2:
             # BLMPOP takes several messages of one list itself.
@@ -284,6 +293,20 @@ class Pump:
         # Go on with batches while they pay: with BLMPOP, while they take
         # messages of several lists.
         return lists >= 2 if self.blmpop else lists > 0
+
+    async def _read_first(self):
+        """
+        Read the next entry of the first of several streams wanted, in
+        order, that has one (read_first.lua); return None for one stream,
+        which the blocking read serves as well.
+        """
+        with self.layer._lock:
+            keys = list(self.keys)
+        if len(keys) < 2:
+            return None
+        return await self.script(
+            READ_FIRST, [self.layer.prefix, self.layer.client_prefix, *keys]
+        )
 
     def _block(self, reclaim_at):
         """Start the blocking call on the keys wanted now; return it."""
