@@ -703,14 +703,16 @@ PATCHES = REFACTOR_PATCHES + [
         through a Redis server. A send is one Lua script that checks the
         channel's capacity and pushes; receives wait on one blocking pop per
         event loop and kind of channel, which hands what it pops to the
-        waiting receive() calls. The process-specific channels of a process
-        share one list that it pops ahead of its receives, counted against
-        their capacity until handed out. Groups, flush(), stats() and the
-        store extension work on it too. Bookkeeping is written in batches
-        off the hot path, and a Redis restart is waited out by receives and
-        fails sends fast with ChannelLayerUnavailable.
+        waiting receive() calls, and a message popped for a receive that
+        went away is put back for others. The process-specific channels of
+        a process share one list that it pops ahead of its receives,
+        counted against their capacity until handed out; the depths handed
+        back are written in batches off the hot path. Groups and flush()
+        work on it too. A Redis restart is waited out by receives and fails
+        sends fast with ChannelLayerUnavailable.
 
-        It passes the same contract tests as the in-memory layer.
+        It passes the same contract tests as the in-memory layer, which
+        skip the extensions that the next patches add to it.
         """,
         files=[
             "django_fork/channels/layers/redis/*",
@@ -1636,15 +1638,26 @@ class DropSection:
 
 
 # A file belongs to one patch, the one that claims it in PATCHES, and has
-# its final form there. Where an earlier patch needs the file too (the layer
-# class that a later patch gives a mixin, a module whose hot path a later
-# feature extends), an entry here gives the text it has from that patch on:
-# the next later form with the entry's edits undone, as it were, from the
-# feature's point of view. Each edit must match exactly once, and each form
-# must still parse (Python), or the tool fails and says which one to update.
-# The diff of the claiming patch (and of each later Earlier) is then exactly
-# the feature it adds. Forms of one file are listed in series order; a
-# Python form goes through the same REWRITES and formatting as the file.
+# its final form there. Where earlier patches need the file too (the layer
+# class that later patches give their mixins, a module whose hot path a
+# later feature extends), the entries here give the text it has before:
+#
+# * An Earlier(path, subject, edits) is the file's form from patch `subject`
+#   on, until the next patch that changes it: the patch of the file's next
+#   Earlier, or the one that claims it. Its edits, applied to that next form
+#   (the overlay file itself for the last Earlier), take out what that next
+#   patch adds, so the diff of that patch is exactly its feature.
+# * The forms of one file are listed in series order; the first one's
+#   subject is the first patch that has the file.
+# * Each (old, new) edit must match exactly once, a Drop or DropSection must
+#   find its target, and a Python form must parse, or the tool fails and
+#   says which entry to update. A Python form then loses the imports that
+#   only the dropped code used, and goes through ADAPTATIONS, REWRITES and
+#   the formatters as the file does.
+# * A patch may consist of earlier forms alone (files=[]); a docs page is
+#   listed in the indexes by the first patch that has it.
+#
+# The subjects, once each, for the entries below.
 SERIALIZERS = "Added serializers for channel layer messages."
 TEST_SERVERS = "Added django.test.redis, private Redis servers for tests."
 REDIS = "Added the Redis channel layer."
