@@ -16,6 +16,10 @@ This file is the one source of truth for how the overlay maps onto Django:
 * No patch changes more than MAX_CODE_LINES lines of code (tests and docs
   not counted): "generate" prints each patch's diffstat and fails on one
   over the limit, unless OVER_LIMIT waives it and says why.
+* EARLIER_FORMS give a file the text it has in the patches before the one
+  that claims it, where a feature is added to a file that an earlier patch
+  needs too: the claiming patch brings the file to its final form, so its
+  diff is exactly the feature (see EARLIER_FORMS).
 * PATH_MAP and REWRITES move files to Django's paths and rename every
   django_fork name. A "django_fork" left after them is an error.
 * ADAPTATIONS are the few places where the branch must differ from the
@@ -659,22 +663,274 @@ PATCHES = REFACTOR_PATCHES + [
         on a channel layer shared between processes.
         """,
     ),
-    # The Redis layer.
+    # The Redis layer: its serializers and test servers, the layer on one
+    # server, then what it adds to the contract, each with its tests.
+    Patch(
+        subject="Added serializers for channel layer messages.",
+        body="""
+        A layer shared between processes carries messages as bytes. The
+        "msgpack" and "json" serializers turn a message into bytes and back
+        as pure functions: MessagePack by default, JSON for other runtimes
+        (bytes as {"$bytes": base64}). Both refuse at send time what
+        BaseChannelLayer refuses, and symmetric_encryption_keys wrap a body
+        in a Fernet token, the first key encrypting and every key
+        decrypting, so keys can be rotated.
+        """,
+        files=[
+            "django_fork/channels/layers/serializers.py",
+            "tests/regressiontests/layers_tests/test_serializers.py",
+        ],
+        test_requirements=["cryptography", "msgpack >= 1.0"],
+        release_note=None,
+    ),
+    Patch(
+        subject="Added django.test.redis, private Redis servers for tests.",
+        body="""
+        Tests of code that runs on Redis need a server they may kill and
+        restart. RedisServer starts a private redis-server on a free
+        loopback port (never 6379) with persistence off, which dies with
+        the process that started it. require_redis() skips a test when
+        redis-server is not installed, except under CI, where that is an
+        error.
+        """,
+        files=[
+            "tests/regressiontests/redis_layer_tests/__init__.py",
+            "tests/regressiontests/redis_layer_tests/test_servers.py",
+        ],
+        release_note=None,
+    ),
     Patch(
         subject="Added the Redis channel layer.",
         body="""
-        RedisChannelLayer carries messages between processes and machines on
-        one Redis server or shards them over several, each a plain server or
-        a service behind Redis Sentinel. It passes the same
-        contract tests as the in-memory layer, and the interface and workers
-        run in separate processes on it under uvicorn, Daphne and Hypercorn.
+        RedisChannelLayer carries messages between processes and machines
+        through a Redis server. A send is one Lua script that checks the
+        channel's capacity and pushes; receives wait on one blocking pop per
+        event loop and kind of channel, which hands what it pops to the
+        waiting receive() calls, and a message popped for a receive that
+        went away is put back for others. The process-specific channels of
+        a process share one list that it pops ahead of its receives,
+        counted against their capacity until handed out; the depths handed
+        back are written in batches off the hot path. Groups and flush()
+        work on it too. A Redis restart is waited out by receives and fails
+        sends fast with ChannelLayerUnavailable.
+
+        It passes the same contract tests as the in-memory layer, which
+        skip the extensions that the next patches add to it.
         """,
         files=[
             "django_fork/channels/layers/redis/*",
-            "django_fork/channels/layers/serializers.py",
-            "django_fork/channels/layers/sharding.py",
-            "django_fork/test/redis.py",
             "tests/regressiontests/redis_layer_tests/*",
+            # docs/ref/channel-layers-redis.txt: from here, in its earlier
+            # forms (EARLIER_FORMS).
+        ],
+        release_note="""
+        ``django.channels.layers.redis.RedisChannelLayer`` is a channel layer
+        on Redis, shared by processes on many machines.
+        """,
+    ),
+    Patch(
+        subject="Added the stats extension to the Redis channel layer.",
+        body="""
+        stats() reports per channel the messages waiting, the age of the
+        oldest, the counts and rates of sends and receives, the sends
+        refused as full and the consumers seen, from Redis, so it covers
+        every process of the layer. Sends and receives count into local
+        counters that the bookkeeping already written off the hot path (the
+        depths handed back) now carries too; a send script counts its own
+        send when no event loop of the sender will write the counts soon.
+        """,
+        files=[
+            "django_fork/channels/layers/redis/book.py",
+            "django_fork/channels/layers/redis/lua/book.lua",
+            "tests/regressiontests/redis_layer_tests/test_groups.py",
+        ],
+        release_note=None,
+    ),
+    Patch(
+        subject="Made the Redis channel layer take several messages per round trip.",
+        body="""
+        A pump popped one message per blocking call. On Redis 7.0 and later
+        it now pops with BLMPOP as many messages as there are receives
+        waiting on one list, and while several receives wait on different
+        lists it takes one message for each with a batch of plain LPOPs in
+        one round trip, as long as batches pay: they are tried again only
+        now and then after one that took messages of fewer than two lists.
+        On older servers, batches follow every BLPOP that found a message.
+        """,
+        # Its files have their final forms later (EARLIER_FORMS).
+        files=[],
+        release_note=None,
+    ),
+    Patch(
+        subject="Bounded the Redis channel layer's connections per event loop.",
+        body="""
+        A burst of a thousand sends from one event loop opened a thousand
+        connections to Redis, which costs Redis more than the sends. At most
+        max_connections (32 by default) connections to each shard now run
+        commands at once, per event loop; a command beyond them waits, first
+        come first served, for one to be free, within the socket_timeout
+        that times every command.
+        """,
+        files=[],
+        release_note=None,
+    ),
+    Patch(
+        subject="Added at-least-once channels to the Redis channel layer.",
+        body="""
+        The channels that match a pattern of the new at_least_once option
+        are Redis streams with a consumer group: a received message is
+        delivered again, to this process or another, unless ack() is called
+        within visibility_timeout seconds. Pumps of a "stream" family read
+        them with XREADGROUP and claim, with XAUTOCLAIM, what a consumer
+        that died left unacknowledged. Other channels stay at most once.
+        """,
+        files=[
+            "django_fork/channels/layers/redis/delivery.py",
+            "django_fork/channels/layers/redis/groups.py",
+            "django_fork/channels/layers/redis/lua/ack.lua",
+            "django_fork/channels/layers/redis/lua/ensure_groups.lua",
+            "django_fork/channels/layers/redis/lua/group_send.lua",
+            "django_fork/channels/layers/redis/lua/lib.lua",
+            "django_fork/channels/layers/redis/lua/send.lua",
+            "django_fork/channels/layers/redis/lua/stats.lua",
+            "django_fork/channels/layers/redis/lua/wake.lua",
+            "django_fork/channels/layers/redis/streams.py",
+        ],
+        release_note="""
+        ``RedisChannelLayer``'s ``at_least_once`` channels deliver a message
+        again unless it is acknowledged with ``ack()``.
+        """,
+    ),
+    Patch(
+        subject="Added sharding to the Redis channel layer.",
+        body="""
+        LOCATION may list several Redis servers. Names are placed on them
+        by consistent hashing (django.channels.layers.sharding, a function
+        of the shard names written down so that other runtimes can compute
+        it), so every process that lists the same servers agrees, and
+        adding one moves only its share. An ordinary channel lives on its
+        shard and falls back to the next ones on the ring while it is down,
+        where receivers, which wait on every shard, still find its
+        messages; a process's own channels live on its prefix's shard, a
+        single-reader channel on its name's, which new_channel() picks
+        away from a shard known to be down. group_send() runs one script
+        per shard, all at once.
+        """,
+        files=[
+            "django_fork/channels/layers/sharding.py",
+            "tests/regressiontests/redis_layer_tests/test_outages.py",
+            "tests/regressiontests/redis_layer_tests/test_sharding.py",
+            "tests/regressiontests/redis_layer_tests/tests.py",
+            "tests/regressiontests/redis_layer_tests/workers.py",
+        ],
+        release_note="""
+        ``RedisChannelLayer`` shards channels over several Redis servers.
+        """,
+    ),
+    Patch(
+        subject="Added the store extension to the Redis channel layer.",
+        body="""
+        ChannelTaskBackend keeps task results in the layer's store, where
+        every process of the layer finds them. On Redis a value lives on
+        its key's shard, serialized (and encrypted) as messages are, with
+        the timeout as its expiry; a sync call runs on the calling thread's
+        own connection to that shard, so a worker thread storing a task's
+        result builds no client.
+        """,
+        files=["django_fork/channels/layers/redis/store.py"],
+        release_note=None,
+    ),
+    Patch(
+        subject="Added Redis Sentinel support to the Redis channel layer.",
+        body="""
+        A shard of LOCATION may be a service behind Redis Sentinel, named by
+        its sentinels and service name as a sentinel:// URL or a dict.
+        Connections ask a sentinel for the service's primary when they
+        connect, so after a failover they reconnect to the promoted
+        replica. The shard's name on the hash ring is the service's, the
+        same in every process whatever the order of the sentinels.
+
+        django.test.redis gains RedisSentinel and SentinelGroup, a primary
+        with its replicas and sentinels, for the tests of failover.
+        """,
+        files=[
+            "django_fork/channels/layers/redis/pump.py",
+            "django_fork/channels/layers/redis/sentinel.py",
+            "django_fork/test/redis.py",
+            "tests/regressiontests/redis_layer_tests/test_sentinel.py",
+            "docs/ref/channel-layers-redis.txt",
+        ],
+        release_note="""
+        ``RedisChannelLayer`` can use a Redis service behind Redis Sentinel.
+        """,
+    ),
+    Patch(
+        subject="Added the peek and delay extensions to the Redis channel layer.",
+        body="""
+        peek() returns copies of what waits on a channel, in Redis and in
+        the process, without taking it: the test case assertions on what
+        waits on a channel need it. send_later() keeps a message in a
+        sorted set until it is due; every process receiving from the layer,
+        and the sender, put due messages on their channels, retrying a full
+        channel's, so delayed tasks run on time with the Redis layer too.
+        """,
+        files=[
+            "django_fork/channels/layers/redis/delay.py",
+            "django_fork/channels/layers/redis/lua/delay.lua",
+            "django_fork/channels/layers/redis/lua/release.lua",
+            "django_fork/channels/layers/redis/peek.py",
+            "django_fork/channels/layers/redis/scripts.py",
+            "django_fork/channels/layers/redis/state.py",
+            "tests/regressiontests/redis_layer_tests/test_delivery.py",
+            "tests/regressiontests/redis_layer_tests/test_keys.py",
+        ],
+        release_note=None,
+    ),
+    Patch(
+        subject="Made the Redis channel layer send large messages without Lua.",
+        body="""
+        A body passed to a Lua script costs Redis about 1.5 ms per MiB in
+        copies. From 8 KiB on, a message is now pushed with plain commands
+        in the format the send script writes, and the channel's capacity is
+        checked after the push: a push that overfilled the channel is taken
+        back, unless a receiver has it already, and the send is left to the
+        script, which makes room or refuses.
+        """,
+        files=[
+            "django_fork/channels/layers/redis/__init__.py",
+            "django_fork/channels/layers/redis/connection.py",
+            "django_fork/channels/layers/redis/large.py",
+        ],
+        release_note=None,
+    ),
+    Patch(
+        subject="Made worker threads receive from Redis with blocking pops.",
+        body="""
+        A worker's receiving thread served one message at a time through an
+        event loop, a pump and a waiter. On ordinary channels of a single
+        shard it now pops its next message with BLPOP on its own connection,
+        in one round trip: the element is the thread's, so nothing is popped
+        for a receive that went away. can_receive_sync() tells the worker
+        which channels its threads can receive from that way.
+        """,
+        files=[
+            "django_fork/channels/layers/redis/blocking.py",
+            "django_fork/channels/layers/redis/layer.py",
+            "django_fork/channels/layers/redis/stats.py",
+            "tests/regressiontests/redis_layer_tests/test_threads.py",
+        ],
+        release_note=None,
+    ),
+    Patch(
+        subject="Added tests of the channel path across processes over Redis.",
+        body="""
+        The interface and workers run in separate processes on the Redis
+        layer under uvicorn, Daphne and Hypercorn; ChannelTaskBackend's
+        tasks run on runworker processes over Redis; and the system checks
+        are run by the interface and the commands with Redis layers
+        configured.
+        """,
+        files=[
             "tests/regressiontests/server_tests/asgi.py",
             "tests/regressiontests/server_tests/test_cross_process.py",
             # Tasks enqueued here, run by runworker processes over Redis.
@@ -686,18 +942,9 @@ PATCHES = REFACTOR_PATCHES + [
             "tests/regressiontests/check_tests/inmemory_settings.py",
             "tests/regressiontests/check_tests/routing.py",
             "tests/regressiontests/check_tests/tests.py",
-            "docs/ref/channel-layers-redis.txt",
         ],
-        test_requirements=[
-            "cryptography",
-            "daphne >= 4.1",
-            "hypercorn >= 0.17",
-            "msgpack >= 1.0",
-        ],
-        release_note="""
-        ``django.channels.layers.redis.RedisChannelLayer`` is a channel layer
-        on one or more Redis servers, shared by processes on many machines.
-        """,
+        test_requirements=["daphne >= 4.1", "hypercorn >= 0.17"],
+        release_note=None,
     ),
     Patch(
         subject="Added the channelstats management command.",
@@ -805,12 +1052,17 @@ PATCHES = REFACTOR_PATCHES + [
 # tool prints them as waived. Remove an entry once its patch is split.
 OVER_LIMIT = {
     "Added the Redis channel layer.": (
-        "RedisChannelLayer is one class composed of mixins (delivery, "
-        "streams, stats, groups, large messages, delay, peek) whose hot path "
-        "routes on shards and at-least-once channels; splitting it into the "
-        "layer, at-least-once channels and sharding needs the earlier forms "
-        "of layer.py, connection.py and pump.py, which this tool cannot "
-        "make yet (a file belongs to one patch)"
+        "the layer on one server is still one working core of about 2,000 "
+        "lines: send and receive, the pumps that own the blocking pops and "
+        "hand what they pop to waiting receives, the buffer that puts back "
+        "what nobody took, process-specific channels on one list per "
+        "process with their depths booked back, groups, flush() and the "
+        "Lua scripts; the features that come off it (stats, batches, the "
+        "connection bound, at-least-once channels, sharding, the store, "
+        "Sentinel, peek and delay, large messages, blocking receives) are "
+        "the patches after it. Below 1,500 it needs groups and the buffer's "
+        "put-back as patches of their own, and the contract tests to skip "
+        "groups for a backend that does not declare them"
     ),
 }
 
@@ -1353,6 +1605,1842 @@ DOC_ADAPTATIONS = [
 ]
 
 # ---------------------------------------------------------------------------
+# Earlier forms.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Earlier:
+    """
+    The form an overlay file has from patch `subject` on, until its next
+    later form: a later Earlier of the same file, or the file itself in the
+    patch that claims it.
+    """
+
+    path: str
+    subject: str
+    # Applied in turn to the next later form: (old, new) pairs, each old
+    # occurring exactly once, Drop and DropSection.
+    edits: list
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Drop:
+    """An edit of an earlier form: drop a def or a class (dotted name)."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DropSection:
+    """An edit of an earlier form: drop a docs page's section, by title."""
+
+    title: str
+    char: str = "="
+
+
+# A file belongs to one patch, the one that claims it in PATCHES, and has
+# its final form there. Where earlier patches need the file too (the layer
+# class that later patches give their mixins, a module whose hot path a
+# later feature extends), the entries here give the text it has before:
+#
+# * An Earlier(path, subject, edits) is the file's form from patch `subject`
+#   on, until the next patch that changes it: the patch of the file's next
+#   Earlier, or the one that claims it. Its edits, applied to that next form
+#   (the overlay file itself for the last Earlier), take out what that next
+#   patch adds, so the diff of that patch is exactly its feature.
+# * The forms of one file are listed in series order; the first one's
+#   subject is the first patch that has the file.
+# * Each (old, new) edit must match exactly once, a Drop or DropSection must
+#   find its target, and a Python form must parse, or the tool fails and
+#   says which entry to update. A Python form then loses the imports that
+#   only the dropped code used, and goes through ADAPTATIONS, REWRITES and
+#   the formatters as the file does.
+# * A patch may consist of earlier forms alone (files=[]); a docs page is
+#   listed in the indexes by the first patch that has it.
+#
+# The subjects, once each, for the entries below.
+SERIALIZERS = "Added serializers for channel layer messages."
+TEST_SERVERS = "Added django.test.redis, private Redis servers for tests."
+REDIS = "Added the Redis channel layer."
+STATS = "Added the stats extension to the Redis channel layer."
+BATCHES = "Made the Redis channel layer take several messages per round trip."
+BOUND = "Bounded the Redis channel layer's connections per event loop."
+AT_LEAST_ONCE = "Added at-least-once channels to the Redis channel layer."
+SHARDING = "Added sharding to the Redis channel layer."
+STORE = "Added the store extension to the Redis channel layer."
+SENTINEL = "Added Redis Sentinel support to the Redis channel layer."
+PEEK_DELAY = "Added the peek and delay extensions to the Redis channel layer."
+LARGE = "Made the Redis channel layer send large messages without Lua."
+BLOCKING = "Made worker threads receive from Redis with blocking pops."
+
+EARLIER_FORMS = [
+    # django.test.redis before Sentinel.
+    Earlier(
+        "django_fork/test/redis.py",
+        TEST_SERVERS,
+        [
+            (
+                "RedisSentinel starts a sentinel (redis-server --sentinel) that "
+                "monitors a\nRedisServer, and SentinelGroup a primary, its "
+                "replicas and the sentinels\nthat watch them, for the tests and "
+                "drills of failover.\n\n",
+                "",
+            ),
+            ('    "RedisSentinel",\n', ""),
+            ('    "SentinelGroup",\n', ""),
+            Drop("RedisSentinel"),
+            Drop("SentinelGroup"),
+            (
+                "def __init__(self, port=None, startup_timeout=10, "
+                "replica_of=None):",
+                "def __init__(self, port=None, startup_timeout=10):",
+            ),
+            (
+                "        # The RedisServer this one replicates, if any.\n"
+                "        self.replica_of = replica_of\n",
+                "",
+            ),
+            (
+                "        if self.replica_of is not None:\n"
+                '            command += ["--replicaof", "127.0.0.1", '
+                "str(self.replica_of.port)]\n",
+                "",
+            ),
+        ],
+        "Sentinel adds the servers of its failover tests",
+    ),
+    # The layer module: its mixins come with their features.
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        REDIS,
+        [
+            ("from .stats import StatsMixin\n", ""),
+            ("    StatsMixin,\n", ""),
+            ('        "stats",\n', ""),
+            (
+                """        self._book_received = collections.Counter()
+        self._book_sent = collections.Counter()
+        self._book_depths = collections.Counter()
+        self._book_seen = set()
+        self._seen_at = {}
+""",
+                """        self._book_depths = collections.Counter()
+""",
+            ),
+            (
+                """\
+        \"\"\"Return (kind, capacity, target shards, stats name) of channel.\"\"\"
+""",
+                """\
+        \"\"\"Return (kind, capacity, target shards) of channel.\"\"\"
+""",
+            ),
+            ("                stats_name(channel),\n", ""),
+            (
+                """\
+        \"\"\"Return (target shards, stats name, arguments of the send script).\"\"\"
+        kind, capacity, targets, name = self._channel_info(channel)
+        body = self.serializer.dumps(message)
+        return (
+            targets,
+            name,
+            [
+""",
+                """\
+        \"\"\"Return (target shards, arguments of the send script).\"\"\"
+        kind, capacity, targets = self._channel_info(channel)
+        body = self.serializer.dumps(message)
+        return (
+            targets,
+            [
+""",
+            ),
+            (
+                """                self._expiry_arg,
+                b"0",
+            ],
+""",
+                """                self._expiry_arg,
+            ],
+""",
+            ),
+            (
+                """    async def send(self, channel, message):
+        targets, name, args = self._send_args(channel, message)
+""",
+                """    async def send(self, channel, message):
+        targets, args = self._send_args(channel, message)
+""",
+            ),
+            (
+                """            self._count_send(shard, name, sent)
+            if not state.flush_scheduled:
+                self._schedule_flush(state)
+            if not sent:
+""",
+                """            if not sent:
+""",
+            ),
+            (
+                """        targets, name, args = self._send_args(channel, message)
+        # The counts go into the bookkeeping that an event loop of this
+        # layer writes soon (a worker thread's reply); with no such loop,
+        # the send script counts.
+        state = self._running_state()
+        if state is None:
+            args[-1] = b"1"
+        error = None
+""",
+                """        targets, args = self._send_args(channel, message)
+        error = None
+""",
+            ),
+            (
+                """            shard.succeeded()
+            if state is not None:
+                self._count_send(shard, name, sent)
+                # Wake the loop only when no flush is due: a flush clears
+                # the flag before it takes the counts, so one due now
+                # includes this send's.
+                if not state.flush_scheduled:
+                    try:
+                        state.loop.call_soon_threadsafe(self._schedule_flush, state)
+                    except RuntimeError:
+                        # The loop closed since: write the counts now.
+                        self._flush_sync()
+            if not sent:
+""",
+                """            shard.succeeded()
+            if not sent:
+""",
+            ),
+            ("        self._note_consumer(channels, state)\n", ""),
+        ],
+        "the stats extension adds the counts of sends and receives",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        STATS,
+        [Drop("RedisChannelLayer._use_blmpop")],
+        "the pumps' batches add BLMPOP",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        BATCHES,
+        [
+            (
+                """\
+    - max_connections: connections to each shard that run commands at once,
+      per event loop (default 32); more commands wait for one to be free.
+      Each pump has a blocking connection of its own, and each thread that
+      calls the sync methods one.
+""",
+                "",
+            ),
+            ("        max_connections=32,\n", ""),
+            (
+                """        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1.")
+        self.max_connections = max_connections
+""",
+                "",
+            ),
+        ],
+        "the bound on connections adds max_connections",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        BOUND,
+        [
+            ("from .streams import StreamsMixin\n", ""),
+            ("    StreamsMixin,\n", ""),
+            (
+                "    - at_least_once: glob patterns of channels delivered at least "
+                "once: a\n      received message is redelivered unless ack() is "
+                "called within\n      visibility_timeout seconds (default 30).\n",
+                "",
+            ),
+            ('        "at_least_once",\n', ""),
+            ("        at_least_once=None,\n        visibility_timeout=30,\n", ""),
+            (
+                "        self.at_least_once = list(at_least_once or ())\n"
+                "        self._alo_patterns = [self._compile_pattern(p) for p in "
+                "self.at_least_once]\n"
+                "        self.visibility_timeout = visibility_timeout\n"
+                "        self.reclaim_interval = max(0.2, min(visibility_timeout / "
+                "4, 5.0))\n",
+                "",
+            ),
+            (
+                "        self.hold_ms = int(visibility_timeout * 1000)\n"
+                "        self.stream_ttl_ms = self.expiry_ms + self.hold_ms\n",
+                "",
+            ),
+            (
+                "        # id(message) -> (message, token, deadline) of unacked "
+                "messages.\n        self._unacked = {}\n",
+                "",
+            ),
+            ('        self._q_prefix = key_prefix + b":q:"\n', ""),
+            ('        self._hold_arg = b"%d" % self.hold_ms\n', ""),
+            ("                self._hold_arg,\n", ""),
+            (
+                "        \"\"\"Return 'p' (process-specific), 'q' (at-least-once) "
+                'or \'c\'."""\n',
+                '        """Return \'p\' (process-specific) or \'c\'."""\n',
+            ),
+            (
+                "            elif any(p.match(channel) for p in self._alo_patterns):\n"
+                '                kind = "q"\n',
+                "",
+            ),
+            (
+                """                if kind == "q":
+                    family = "stream"
+                elif "?" in channel:
+""",
+                """                if "?" in channel:
+""",
+            ),
+        ],
+        "at-least-once channels add the stream kind of channel",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        AT_LEAST_ONCE,
+        [
+            ("from django_fork.channels.layers.sharding import HashRing\n", ""),
+            (
+                "    A channel layer on Redis servers (LOCATION: one shard or a "
+                "list of them;\n    a shard is a Redis URL).\n",
+                "    A channel layer on a Redis server (LOCATION: its URL).\n",
+            ),
+            (
+                """        if isinstance(location, str):
+            entries = [location]
+        else:
+            entries = list(location or ())
+        if not entries:
+            raise ValueError("RedisChannelLayer needs at least one Redis URL.")
+""",
+                "",
+            ),
+            (
+                """        self.shards = {}
+        for entry in entries:
+            name, address = parse_location(entry)
+            if name in self.shards:
+                raise ValueError("Redis server %s is listed twice." % name)
+            self.shards[name] = Shard(name, address, self)
+        self.ring = HashRing(self.shards)
+        self._single = next(iter(self.shards.values())) if len(entries) == 1 else None
+""",
+                """        name, address = parse_location(location)
+        self._single = Shard(name, address, self)
+        self.shards = {name: self._single}
+""",
+            ),
+            ("        self._send_shards = {}\n", ""),
+            (
+                """        if self._single is not None:
+            return self._single
+        if "!" in channel:
+            return self.shards[self.ring.get(channel[: channel.index("!") + 1])]
+        return self.shards[self.ring.get(channel)]
+""",
+                """        return self._single
+""",
+            ),
+            (
+                """        if self._single is not None:
+            return (self._single,)
+        shards = self._send_shards.get(channel)
+        if shards is None:
+            if "!" in channel or "?" in channel:
+                shards = (self._home(channel),)
+            else:
+                # An ordinary channel lives on its own shard, so its capacity
+                # and order hold for every sender; while that shard is down
+                # its messages go to the next ones on the ring, where
+                # receivers (which wait on every shard) still find them.
+                shards = tuple(self.shards[name] for name in self.ring.walk(channel))
+            if len(self._send_shards) < 10000 and not is_short_lived(channel):
+                self._send_shards[channel] = shards
+        return shards
+""",
+                """        return (self._single,)
+""",
+            ),
+            (
+                """                if "?" in channel:
+                    routes = [(self._home(channel), family, key)]
+                else:
+                    routes = [(shard, family, key) for shard in self.shards.values()]
+""",
+                """                routes = [(self._single, family, key)]
+""",
+            ),
+            (
+                """        name = new_channel_name(prefix, self.client_prefix)
+        if self._single is None and prefix.endswith("?"):
+            # A single-reader channel lives whole on its name's shard: while
+            # a shard is known to be down, pick a name that lands elsewhere.
+            for _ in range(8):
+                if self._home(name).down_since is None:
+                    break
+                name = new_channel_name(prefix, self.client_prefix)
+        return name
+""",
+                """        return new_channel_name(prefix, self.client_prefix)
+""",
+            ),
+        ],
+        "sharding adds lists of servers and the routing over them",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        SHARDING,
+        [
+            ("from .store import StoreMixin\n", ""),
+            ("    StoreMixin,\n", ""),
+            ('        "store",\n', ""),
+        ],
+        "the store extension adds its mixin",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        STORE,
+        [
+            (
+                "    A channel layer on Redis servers (LOCATION: one shard or a "
+                "list of them;\n    a shard is a Redis URL, or a Sentinel URL or "
+                "dict, see sentinel.py).\n",
+                "    A channel layer on Redis servers (LOCATION: one shard or a "
+                "list of them;\n    a shard is a Redis URL).\n",
+            ),
+            (
+                "        if isinstance(location, (str, dict)):\n",
+                "        if isinstance(location, str):\n",
+            ),
+        ],
+        "Sentinel adds dicts and sentinel:// URLs as shards",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        SENTINEL,
+        [
+            ("from .delay import DelayMixin\n", ""),
+            ("from .peek import PeekMixin\n", ""),
+            ("    DelayMixin,\n    PeekMixin,\n", ""),
+            ('        "peek",\n        "delay",\n', ""),
+        ],
+        "the peek and delay extensions add their mixins",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        PEEK_DELAY,
+        [
+            ("from .large import LARGE_MESSAGE, LargeMessagesMixin\n", ""),
+            ("    LargeMessagesMixin,\n", ""),
+            (
+                """        error = None
+        large = len(args[3]) >= LARGE_MESSAGE and args[1] != b"q"
+        for shard in targets:
+            try:
+                if large:
+                    sent = await state.command(
+                        shard, lambda link: self._send_large(link, shard, args)
+                    )
+                else:
+                    sent = await state.command(
+                        shard, lambda link: link.script(SEND, args)
+                    )
+""",
+                """        error = None
+        for shard in targets:
+            try:
+                sent = await state.command(shard, lambda link: link.script(SEND, args))
+""",
+            ),
+            (
+                """        large = len(args[3]) >= LARGE_MESSAGE and args[1] != b"q"
+        # The counts go into the bookkeeping that an event loop of this
+        # layer writes soon (a worker thread's reply); with no such loop,
+        # the send script counts, or a script call after a large push.
+        state = self._running_state()
+        if state is None and not large:
+            args[-1] = b"1"
+        error = None
+        for shard in targets:
+            try:
+                if large:
+                    sent = self._send_large_sync(shard, args)
+                else:
+                    sent = script_on(shard.sync_call, SEND, args)
+""",
+                """\
+        # The counts go into the bookkeeping that an event loop of this
+        # layer writes soon (a worker thread's reply); with no such loop,
+        # the send script counts.
+        state = self._running_state()
+        if state is None:
+            args[-1] = b"1"
+        error = None
+        for shard in targets:
+            try:
+                sent = script_on(shard.sync_call, SEND, args)
+""",
+            ),
+            (
+                """                        self._flush_sync()
+            elif large:
+                self._count_send(shard, name, sent)
+                self._flush_sync()
+""",
+                """                        self._flush_sync()
+""",
+            ),
+        ],
+        "large messages add their plain-command sends",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/layer.py",
+        LARGE,
+        [
+            ("from .blocking import BlockingReceiveMixin\n", ""),
+            ("    BlockingReceiveMixin,\n", ""),
+            ("        self._thread_flush_at = 0.0\n", ""),
+            (
+                '''        """
+        Receive from outside an event loop. On channels can_receive_sync()
+        accepts, a BLPOP in this thread (blocking.py). Elsewhere each call
+        runs a private event loop (through async_to_sync) whose connections
+        are closed before it returns; code that receives often from such
+        channels should use receive_any().
+        """
+        from asgiref.sync import async_to_sync
+
+        channels = tuple(channels)
+        if self.can_receive_sync(channels):
+            return self._receive_blocking(channels, timeout)
+''',
+                '''        """
+        Receive from outside an event loop: each call runs a private event
+        loop (through async_to_sync) whose connections are closed before it
+        returns; code that receives often should use receive_any().
+        """
+        from asgiref.sync import async_to_sync
+
+        channels = tuple(channels)
+''',
+            ),
+        ],
+        "blocking receives add their mixin",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/__init__.py",
+        REDIS,
+        [
+            (
+                "- book.py: the bookkeeping (counts, depths handed back), written in"
+                "\n  batches off the hot path.\n",
+                "- book.py: the bookkeeping (depths handed back), written in batches"
+                "\n  off the hot path.\n",
+            ),
+            (
+                "- groups.py, stats.py: the rest of the contract.\n",
+                "- groups.py: the rest of the contract.\n",
+            ),
+            (
+                "- P:s:<name>, P:u:<name>, P:k   stats counters, consumers seen, "
+                "names seen.\n",
+                "",
+            ),
+        ],
+        "the stats extension adds its module and keys",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/__init__.py",
+        STATS,
+        [
+            ("- streams.py: at-least-once channels (Redis streams).\n", ""),
+            (
+                "- P:q:<channel>   stream of entries {m: <body>} with consumer "
+                'group\n                  "consumers", at-least-once channels.\n',
+                "",
+            ),
+        ],
+        "at-least-once channels add their module and key",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/__init__.py",
+        AT_LEAST_ONCE,
+        [
+            (
+                "A channel layer on one or more Redis servers.\n",
+                "A channel layer on a Redis server.\n",
+            ),
+        ],
+        "sharding adds several servers",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/__init__.py",
+        SHARDING,
+        [
+            (
+                "- groups.py, stats.py, store.py: the rest of the contract and "
+                "its\n  extensions.\n",
+                "- groups.py, stats.py: the rest of the contract.\n",
+            ),
+            (
+                '- P:v:<key>       a value of the "store" extension (a task\'s '
+                "result), on\n                  its key's shard.\n",
+                "",
+            ),
+        ],
+        "the store extension adds its module and keys",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/__init__.py",
+        STORE,
+        [
+            (
+                "- groups.py, delay.py, peek.py, stats.py, store.py: the rest of "
+                "the\n  contract and its extensions.\n",
+                "- groups.py, stats.py, store.py: the rest of the contract and "
+                "its\n  extensions.\n",
+            ),
+            (
+                '- P:d             zset of delayed messages "<id>:<kind>:'
+                '<capacity>:<channel>:\n                  <body>", scored by '
+                "when they are due.\n",
+                "",
+            ),
+        ],
+        "the peek and delay extensions add their modules and key",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/__init__.py",
+        PEEK_DELAY,
+        [
+            (
+                "- large.py, groups.py, delay.py, peek.py, stats.py, store.py: "
+                "the rest of\n  the contract and its extensions.\n",
+                "- groups.py, delay.py, peek.py, stats.py, store.py: the rest of "
+                "the\n  contract and its extensions.\n",
+            ),
+        ],
+        "large messages add their module",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/connection.py",
+        REDIS,
+        [Drop("server_version")],
+        "the pumps' batches ask for the server's version",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/connection.py",
+        BATCHES,
+        [
+            (
+                """    quarter of a round trip. Replies are RESP2, unparsed.
+
+    At most the layer's max_connections connections run commands at once;
+    a command beyond them waits, first come first served, for one to be
+    free (within the command's socket_timeout, as LoopState.command() times
+    it): a burst of a thousand sends must not open a thousand connections,
+    which costs Redis more than the sends. The pumps' blocking connections
+    are their own, one per pump, and not counted.
+    \"\"\"
+""",
+                """    quarter of a round trip. Replies are RESP2, unparsed.
+    \"\"\"
+""",
+            ),
+            (
+                """\
+        #: Command connections open (idle or running a command), and the
+        #: commands waiting for one.
+        self.size = 0
+        self.max_size = shard.layer.max_connections
+        self.waiting = collections.deque()
+""",
+                "",
+            ),
+            (
+                """        if self.idle:
+            return self.idle.pop(), True
+        if self.size < self.max_size:
+            self.size += 1
+            return self.new_connection(), False
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # Handed a connection as this command was cancelled.
+                self._release(waiter.result()[0])
+            else:
+                self.waiting.remove(waiter)
+            raise
+""",
+                """        if self.idle:
+            return self.idle.pop(), True
+        return self.new_connection(), False
+""",
+            ),
+            (
+                """\
+        \"\"\"Hand connection to the next waiting command, or keep it idle.\"\"\"
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result((connection, True))
+                return None
+        if len(self.idle) < MAX_IDLE:
+            self.idle.append(connection)
+            return None
+        self.size -= 1
+        self.opened.discard(connection)
+""",
+                """        \"\"\"Keep connection idle, or return it to be closed.\"\"\"
+        if len(self.idle) < MAX_IDLE:
+            self.idle.append(connection)
+            return None
+        self.opened.discard(connection)
+""",
+            ),
+            (
+                "        self.idle.clear()\n        self.size = 0\n",
+                "        self.idle.clear()\n",
+            ),
+        ],
+        "the bound on connections makes commands wait for one",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/connection.py",
+        BOUND,
+        [
+            ("from .sentinel import SentinelLocation\n\n", ""),
+            (
+                '''    """
+    Return (shard name, location) for a LOCATION entry: a Redis URL (the
+    location is the URL), or a Sentinel URL or dict (a SentinelLocation).
+    """
+    if isinstance(entry, dict):
+        location = SentinelLocation(**entry)
+        return location.name, location
+    if not isinstance(entry, str):
+        raise ValueError("A LOCATION entry is a URL or a dict, not %r." % (entry,))
+    if entry.startswith("sentinel://"):
+        location = SentinelLocation.from_url(entry)
+        return location.name, location
+    return shard_name(entry), entry
+''',
+                '''\
+    """Return (shard name, Redis URL) for a LOCATION entry, a Redis URL."""
+    if not isinstance(entry, str):
+        raise ValueError("A LOCATION entry is a URL, not %r." % (entry,))
+    return shard_name(entry), entry
+''',
+            ),
+            (
+                '''    """
+    One Redis server (or Sentinel service): its address, its sync client
+    and its health.
+    """
+''',
+                '''\
+    """One Redis server: its address, its sync client and its health."""
+''',
+            ),
+            ("        # A URL, or a SentinelLocation.\n", ""),
+            (
+                """                    if isinstance(self.location, SentinelLocation):
+                        self._sync = self.location.sync_client(**kwargs)
+                    else:
+                        self._sync = redis.Redis.from_url(self.location, **kwargs)
+""",
+                """\
+                    self._sync = redis.Redis.from_url(self.location, **kwargs)
+""",
+            ),
+            (
+                """        if isinstance(self.location, SentinelLocation):
+            return self.location.connection_pool(**kwargs)
+""",
+                "",
+            ),
+            (
+                """        sentinels = getattr(self.factory, "sentinel_manager", None)
+        if sentinels is not None:
+            await sentinels.aclose()
+""",
+                "",
+            ),
+            (
+                """        if not connection.is_connected:
+            # connect(), not the implicit connect of a first command, which
+            # skips the sentinels' lookup of a Sentinel-managed connection.
+            await connection.connect()
+""",
+                "",
+            ),
+            (
+                """        if not connection.is_connected:
+            # As in Link._run().
+            connection.connect()
+""",
+                "",
+            ),
+        ],
+        "Sentinel adds its locations, and connects before the first command",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/connection.py",
+        SENTINEL,
+        [
+            (
+                "        # Redis server time minus local time, in ms (measured by "
+                "pumps, and\n        # by the first send of a large message).\n",
+                "        # Redis server time minus local time, in ms (measured by "
+                "pumps).\n",
+            ),
+            ("        self.clock_measured = False\n", ""),
+            ("        self.clock_measured = True\n", ""),
+        ],
+        "large messages measure the clock when no pump has",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/pump.py",
+        REDIS,
+        [
+            (
+                """\
+#: After a batch pop that found nothing, try one again only after this many
+#: blocking pops that could have left more behind.
+BATCH_RETRY = 16
+
+
+""",
+                "",
+            ),
+            (
+                """        self.ready = False
+        self.burst = False
+        # Whether the server has BLMPOP (Redis 7.0+), found by _setup(), and
+        # the count of the latest.
+        self.blmpop = False
+        self.count = 1
+        # Whether the latest batch found messages; full BLMPOPs since one
+        # that found none.
+        self.batch_found = True
+        self.batch_skipped = 0
+        self.probing = False
+""",
+                """        self.ready = False
+""",
+            ),
+            (
+                """                if self.burst:
+                    # Messages are coming in: while several receives wait,
+                    # take one message for each in a single round trip
+                    # (BLMPOP does that itself for receives on one list).
+                    self.burst = await self._take_batch()
+                    if self.burst:
+                        continue
+""",
+                "",
+            ),
+            (
+                """\
+                    key, elements = reply if self.blmpop else (reply[0], reply[1:])
+                    if key != self._wake_bytes:
+                        self.burst = not self.blmpop or self._batch_worth(
+                            len(elements)
+                        )
+                        for element in elements:
+                            self.layer._on_element(self, key, element)
+""",
+                """                    key, element = reply
+                    if key != self._wake_bytes:
+                        self.layer._on_element(self, key, element)
+""",
+            ),
+            Drop("Pump._batch_worth"),
+            Drop("Pump._take_batch"),
+            (
+                """            keys = list(self.keys)
+            # As many messages as the receives waiting on any one key: a
+            # shared channel's messages beyond that are left for others.
+            count = self.count = min(
+                (n for n in self.keys.values() if n > 0), default=1
+            )
+            self.in_flight = frozenset(keys)
+        if self.blmpop:
+            return self.call(
+                "BLMPOP",
+                self.layer.block_timeout,
+                len(keys) + 1,
+                *keys,
+                self.wake_key,
+                "LEFT",
+                "COUNT",
+                count,
+            )
+""",
+                """            keys = list(self.keys)
+            self.in_flight = frozenset(keys)
+""",
+            ),
+            (
+                """        version = server_version(await self.call("INFO", "server"))
+        self.blmpop = self.layer._use_blmpop(version)
+""",
+                "",
+            ),
+        ],
+        "the pumps' batches take several messages per round trip",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/pump.py",
+        BATCHES,
+        [
+            (
+                "(RedisChannelLayer._on_element, _on_entry),\n",
+                "(RedisChannelLayer._on_element),\n",
+            ),
+            (
+                """    shared lists with BLPOP, "owned" pops the process-specific and
+    single-reader lists of this process with BLPOP, "stream" reads
+    at-least-once streams with XREADGROUP.
+""",
+                """    shared lists with BLPOP, "owned" pops the process-specific and
+    single-reader lists of this process with BLPOP.
+""",
+            ),
+            (
+                """            args = [
+                self.layer.prefix,
+                self.wake_key,
+                "1" if self.family == "stream" else "0",
+            ]
+""",
+                """            args = [self.layer.prefix, self.wake_key]
+""",
+            ),
+            ("        reclaim_at = 0.0\n        ensured = set()\n", ""),
+            (
+                """                    await self._setup()
+                    ensured.clear()
+                    continue
+                if self.family == "stream":
+                    with self.layer._lock:
+                        missing = [key for key in self.keys if key not in ensured]
+                    if missing:
+                        await self._ensure_groups(missing)
+                        ensured.update(missing)
+                        continue
+                    if time.monotonic() >= reclaim_at:
+                        reclaim_at = time.monotonic() + self.layer.reclaim_interval
+                        with self.layer._lock:
+                            keys = list(self.keys)
+                        await self._reclaim(keys)
+                        continue
+                elif self.burst:
+""",
+                """                    await self._setup()
+                    continue
+                if self.burst:
+""",
+            ),
+            (
+                "                reply = await self._block(reclaim_at)\n",
+                "                reply = await self._block()\n",
+            ),
+            (
+                """                if "NOGROUP" in str(e):
+                    # A stream or its group vanished (expiry, flush, restart):
+                    # _setup() and _ensure_groups() make them again.
+                    await asyncio.sleep(0.05)
+                    continue
+""",
+                "",
+            ),
+            (
+                """                    if self.family != "stream":
+                        key, elements = reply if self.blmpop else (reply[0], reply[1:])
+                        if key != self._wake_bytes:
+                            self.burst = not self.blmpop or self._batch_worth(
+                                len(elements)
+                            )
+                            for element in elements:
+                                self.layer._on_element(self, key, element)
+                    else:
+                        self._on_stream_reply(reply)
+""",
+                """\
+                    key, elements = reply if self.blmpop else (reply[0], reply[1:])
+                    if key != self._wake_bytes:
+                        self.burst = not self.blmpop or self._batch_worth(
+                            len(elements)
+                        )
+                        for element in elements:
+                            self.layer._on_element(self, key, element)
+""",
+            ),
+            ("    def _block(self, reclaim_at):\n", "    def _block(self):\n"),
+            (
+                '        if self.family != "stream" and self.blmpop:\n',
+                "        if self.blmpop:\n",
+            ),
+            (
+                """        if self.family != "stream":
+            return self.call("BLPOP", *keys, self.wake_key, self.layer.block_timeout)
+        block = min(self.layer.block_timeout, max(0.01, reclaim_at - time.monotonic()))
+        return self.call(
+            "XREADGROUP",
+            "GROUP",
+            CONSUMER_GROUP,
+            self.layer.client_prefix,
+            "COUNT",
+            1,
+            "BLOCK",
+            int(block * 1000),
+            "STREAMS",
+            *keys,
+            self.wake_key,
+            *([">"] * (len(keys) + 1)),
+        )
+""",
+                """\
+        return self.call("BLPOP", *keys, self.wake_key, self.layer.block_timeout)
+""",
+            ),
+            (
+                """        if self.family == "stream":
+            await self._ensure_groups([self.wake_key])
+        else:
+            version = server_version(await self.call("INFO", "server"))
+            self.blmpop = self.layer._use_blmpop(version)
+""",
+                """        version = server_version(await self.call("INFO", "server"))
+        self.blmpop = self.layer._use_blmpop(version)
+""",
+            ),
+            Drop("Pump._ensure_groups"),
+            Drop("Pump._reclaim"),
+            Drop("Pump._on_stream_reply"),
+        ],
+        "at-least-once channels add the stream family of pumps",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/pump.py",
+        AT_LEAST_ONCE,
+        [
+            (
+                """        if not self.connection.is_connected:
+            # As in Link._run().
+            await self.connection.connect()
+""",
+                "",
+            ),
+        ],
+        "Sentinel connects before the first command",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/state.py",
+        REDIS,
+        [
+            (
+                "        # Puts delayed messages on their channels when they are "
+                "due.\n        self.releaser = None\n"
+                "        self.release_event = asyncio.Event()\n",
+                "",
+            ),
+            Drop("LoopState.release_delayed"),
+            (
+                "            # Receiving processes release delayed messages, so "
+                "that none\n            # waits for its sender's process.\n"
+                "            self.release_delayed()\n",
+                "",
+            ),
+        ],
+        "the delay extension adds the release of delayed messages",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/scripts.py",
+        REDIS,
+        [
+            (
+                "Every script is lua/lib.lua (the helpers: now_ms, count, trim, "
+                "push)\n",
+                "Every script is lua/lib.lua (the helpers: now_ms, trim, push)\n",
+            ),
+            (
+                """from django_fork.channels.layers.stats import CONSUMER_WINDOW
+
+#: Seconds stats counters and seen names are kept after the last activity.
+STATS_TTL = 3600
+
+_CONSTANTS = {
+    "@stats_ttl@": str(STATS_TTL * 1000),
+    "@ttl@": str(STATS_TTL * 1000),
+    "@window@": str(CONSUMER_WINDOW * 1000),
+}
+""",
+                """_CONSTANTS = {}
+""",
+            ),
+            ('STATS = Script("stats")\n', ""),
+        ],
+        "the stats extension adds its script and constants",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/scripts.py",
+        STATS,
+        [
+            (
+                "#: Consumer group of at-least-once streams.\nCONSUMER_GROUP = "
+                '"consumers"\n',
+                "",
+            ),
+            ('    "@group@": CONSUMER_GROUP,\n', ""),
+            ('ACK = Script("ack")\nENSURE_GROUPS = Script("ensure_groups")\n', ""),
+        ],
+        "at-least-once channels add their scripts",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/scripts.py",
+        AT_LEAST_ONCE,
+        [
+            ('    "@retry@": "50",\n', ""),
+            ('DELAY = Script("delay")\nRELEASE = Script("release")\n', ""),
+        ],
+        "the delay extension adds its scripts",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/stats.py",
+        STATS,
+        [Drop("StatsMixin._thread_owner")],
+        "blocking receives note their thread as a consumer",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/delivery.py",
+        REDIS,
+        [
+            (
+                """            channel = key[len(self._c_prefix) :].decode()
+            name = stats_name(channel)
+""",
+                """            channel = key[len(self._c_prefix) :].decode()
+""",
+            ),
+            ("            self._book_received[shard.name, name] += 1\n", ""),
+            (
+                """        if not pump.state.flush_scheduled:
+            self._schedule_flush(pump.state)
+        if discarded:
+""",
+                """        if depth is not None and not pump.state.flush_scheduled:
+            self._schedule_flush(pump.state)
+        if discarded:
+""",
+            ),
+        ],
+        "the stats extension counts what pumps receive",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/delivery.py",
+        STATS,
+        [
+            (
+                '    __slots__ = ("message", "deadline", "token", "shard", "raw", '
+                '"since", "depth")\n',
+                '    __slots__ = ("message", "deadline", "shard", "raw", "since", '
+                '"depth")\n',
+            ),
+            (
+                "    def __init__(self, message, deadline, token=None, shard=None, "
+                "raw=None, depth=None):\n",
+                "    def __init__(self, message, deadline, shard=None, raw=None, "
+                "depth=None):\n",
+            ),
+            (
+                "        # (shard, stream key, entry id) of an at-least-once "
+                "message.\n        self.token = token\n",
+                "",
+            ),
+            (
+                """        if item.token is not None:
+            with self._lock:
+                self._unacked[id(item.message)] = (
+                    item.message,
+                    item.token,
+                    time.monotonic() + self.visibility_timeout,
+                )
+        elif item.depth is not None:
+""",
+                """        if item.depth is not None:
+""",
+            ),
+            (
+                "            message, time.monotonic() + remaining / 1000, None, "
+                "shard, raw, depth\n",
+                "            message, time.monotonic() + remaining / 1000, shard, "
+                "raw, depth\n",
+            ),
+        ],
+        "at-least-once messages carry the token of their acknowledgement",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/groups.py",
+        REDIS,
+        [
+            (
+                """            self._book_received.clear()
+            self._book_sent.clear()
+            self._book_depths.clear()
+            self._book_seen.clear()
+""",
+                """            self._book_depths.clear()
+""",
+            ),
+        ],
+        "the stats extension adds its counters",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/groups.py",
+        STATS,
+        [
+            ("            self._unacked.clear()\n", ""),
+            (
+                "        return [self.prefix, group, body, self.expiry_ms, "
+                "self.hold_ms]\n",
+                "        return [self.prefix, group, body, self.expiry_ms]\n",
+            ),
+        ],
+        "at-least-once channels add unacked messages and the streams' hold",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/lib.lua",
+        REDIS,
+        [
+            (
+                """-- Stats of a channel (or of a process prefix "name!") are the hash
+-- P:s:<name>: totals s (sent), r (received), f (full) and per-second buckets
+-- s<b>/r<b> for the second t<b>, b = second % 12.
+local function count(name, field, n, now)
+  local stats = prefix .. ':s:' .. name
+  redis.call('HINCRBY', stats, field, n)
+  if field == 'f' then
+    if redis.call('PTTL', stats) < 0 then
+      redis.call('PEXPIRE', stats, @stats_ttl@)
+    end
+    return
+  end
+  local sec = math.floor(now / 1000)
+  local b = sec % 12
+  if redis.call('HGET', stats, 't' .. b) ~= ms(sec) then
+    redis.call('HSET', stats, 't' .. b, ms(sec), 's' .. b, 0, 'r' .. b, 0)
+    redis.call('PEXPIRE', stats, @stats_ttl@)
+    redis.call('ZADD', prefix .. ':k', now, name)
+    redis.call('PEXPIRE', prefix .. ':k', @stats_ttl@)
+  end
+  redis.call('HINCRBY', stats, field .. b, n)
+end
+
+""",
+                "",
+            ),
+            (
+                "-- With counted false, the caller counts the message in the stats.\n",
+                "",
+            ),
+            (
+                """\
+local function push(kind, channel, body, capacity, expiry, now, counted)
+  local name = channel
+  local mark = string.find(channel, '?', 1, true)
+  if mark then name = string.sub(channel, 1, mark) end
+  if kind == 'p' then
+    name = string.sub(channel, 1, string.find(channel, '!', 1, true))
+""",
+                """local function push(kind, channel, body, capacity, expiry, now)
+  local mark = string.find(channel, '?', 1, true)
+  if kind == 'p' then
+    local name = string.sub(channel, 1, string.find(channel, '!', 1, true))
+""",
+            ),
+            (
+                """\
+      if tonumber(redis.call('HGET', depths, channel) or 0) >= capacity then
+        if counted then count(name, 'f', 1, now) end
+        return 0
+""",
+                """\
+      if tonumber(redis.call('HGET', depths, channel) or 0) >= capacity then
+        return 0
+""",
+            ),
+            (
+                """      if tonumber(redis.call('GET', counter) or 0) >= capacity then
+        if counted then count(name, 'f', 1, now) end
+        return 0
+""",
+                """      if tonumber(redis.call('GET', counter) or 0) >= capacity then
+        return 0
+""",
+            ),
+            (
+                """      if redis.call('LLEN', key) >= capacity then
+        if counted then count(name, 'f', 1, now) end
+        return 0
+""",
+                """      if redis.call('LLEN', key) >= capacity then
+        return 0
+""",
+            ),
+            ("  if counted then count(name, 's', 1, now) end\n", ""),
+        ],
+        "the stats extension counts sends and refusals",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/lib.lua",
+        STATS,
+        [
+            (
+                "-- Put body on channel; return 1, or 0 when the channel is full. "
+                "kind is\n-- 'c' (list), 'p' (process-specific list) or 'q' "
+                "(at-least-once stream).\n",
+                "-- Put body on channel; return 1, or 0 when the channel is full. "
+                "kind is\n-- 'c' (list) or 'p' (process-specific list).\n",
+            ),
+            (
+                "local function push(kind, channel, body, capacity, expiry, now, "
+                "hold, counted)\n",
+                "local function push(kind, channel, body, capacity, expiry, now, "
+                "counted)\n",
+            ),
+            (
+                """  elseif kind == 'q' then
+    local key = prefix .. ':q:' .. channel
+    local depth = redis.call('XLEN', key)
+    if depth > 0 then
+      redis.call('XTRIM', key, 'MINID', ms(now - expiry))
+      depth = redis.call('XLEN', key)
+    end
+    if depth >= capacity then
+      if counted then count(name, 'f', 1, now) end
+      return 0
+    end
+    if redis.call('EXISTS', key) == 0 then
+      redis.call('XGROUP', 'CREATE', key, '@group@', '0', 'MKSTREAM')
+    end
+    redis.call('XADD', key, '*', 'm', body)
+    redis.call('PEXPIRE', key, expiry + hold)
+""",
+                "",
+            ),
+        ],
+        "at-least-once channels add streams to push()",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/send.lua",
+        REDIS,
+        [
+            (
+                """\
+-- ARGV: prefix, kind, channel, body, capacity, expiry ms, '1' to count
+-- the message in the stats here ('0': an event loop of the sender counts it
+-- soon, in a batch, off the hot path).
+return push(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),
+            now_ms(), ARGV[7] == '1')
+""",
+                """-- ARGV: prefix, kind, channel, body, capacity, expiry ms.
+return push(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),
+            now_ms())
+""",
+            ),
+        ],
+        "the stats extension counts sends",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/send.lua",
+        STATS,
+        [
+            (
+                """\
+-- ARGV: prefix, kind, channel, body, capacity, expiry ms, hold ms, '1' to
+-- count the message in the stats here ('0': an event loop of the sender
+-- counts it soon, in a batch, off the hot path).
+return push(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),
+            now_ms(), tonumber(ARGV[7]), ARGV[8] == '1')
+""",
+                """\
+-- ARGV: prefix, kind, channel, body, capacity, expiry ms, '1' to count
+-- the message in the stats here ('0': an event loop of the sender counts it
+-- soon, in a batch, off the hot path).
+return push(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),
+            now_ms(), ARGV[7] == '1')
+""",
+            ),
+        ],
+        "at-least-once channels add the streams' hold",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/group_send.lua",
+        REDIS,
+        [
+            (
+                """\
+-- one RPUSH of their messages, one HSET of the new depths, the expiries and
+-- stats once per process, where push() would cost eight commands for each
+-- member. Other members go through push().
+""",
+                """\
+-- one RPUSH of their messages, one HSET of the new depths and the expiries
+-- once per process, where push() would cost five commands for each member.
+-- Other members go through push().
+""",
+            ),
+            (
+                "push(kind, channel, body, capacity, expiry, now, true)",
+                "push(kind, channel, body, capacity, expiry, now)",
+            ),
+            (
+                """  local elements, fields = {}, {}
+  local full = 0
+  for j = 1, #channels do
+    if found[j] >= capacities[j] then
+      full = full + 1
+    else
+      elements[#elements + 1] = stamp .. ':' .. channels[j] .. ':' .. body
+""",
+                """  local elements, fields = {}, {}
+  for j = 1, #channels do
+    if found[j] < capacities[j] then
+      elements[#elements + 1] = stamp .. ':' .. channels[j] .. ':' .. body
+""",
+            ),
+            ("    count(name, 's', #elements, now)\n", ""),
+            (
+                """  if full > 0 then
+    count(name, 'f', full, now)
+  end
+""",
+                "",
+            ),
+        ],
+        "the stats extension counts group sends",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/group_send.lua",
+        STATS,
+        [
+            (
+                "-- ARGV: prefix, group, body, expiry ms, hold ms. Returns how "
+                "many got it.\n",
+                "-- ARGV: prefix, group, body, expiry ms. Returns how many got "
+                "it.\n",
+            ),
+            ("local hold = tonumber(ARGV[5])\n", ""),
+            (
+                "push(kind, channel, body, capacity, expiry, now, hold, true)",
+                "push(kind, channel, body, capacity, expiry, now, true)",
+            ),
+        ],
+        "at-least-once channels add the streams' hold",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/stats.lua",
+        STATS,
+        [
+            (
+                """    local stream = prefix .. ':q:' .. channel
+    local length = redis.call('XLEN', stream)
+    if length > 0 then
+      depth = depth + length
+      local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1]
+      local sent = tonumber(string.sub(first, 1, string.find(first, '-', 1, true) - 1))
+      if oldest < 0 or sent < oldest then oldest = sent end
+    end
+""",
+                "",
+            ),
+        ],
+        "at-least-once channels add streams to the stats",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/wake.lua",
+        REDIS,
+        [
+            (
+                """-- ARGV: prefix, wake key, 1 for a stream pump, 0 for a list pump.
+if ARGV[3] == '1' then
+  redis.call('XADD', ARGV[2], 'MAXLEN', 1, '*', 'w', 1)
+elseif redis.call('EXISTS', ARGV[2]) == 0 then
+""",
+                """-- ARGV: prefix, wake key.
+if redis.call('EXISTS', ARGV[2]) == 0 then
+""",
+            ),
+        ],
+        "at-least-once channels add the stream pumps",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/book.py",
+        REDIS,
+        [
+            (
+                """\
+Sends and receives count into local counters (stats.py), and the owner of a
+process-specific or single-reader channel books the depth it hands back when
+a message is handed out or dropped; an event loop writes them to Redis in
+one script per shard (lua/book.lua) within FLUSH_DELAY seconds.
+""",
+                """\
+The owner of a process-specific or single-reader channel books the depth it
+hands back when a message is handed out or dropped; an event loop writes
+them to Redis in one script per shard (lua/book.lua) within FLUSH_DELAY
+seconds.
+""",
+            ),
+            (
+                """\
+            received, self._book_received = self._book_received, collections.Counter()
+            sent, self._book_sent = self._book_sent, collections.Counter()
+            depths, self._book_depths = self._book_depths, collections.Counter()
+            seen, self._book_seen = self._book_seen, set()
+        per_shard = collections.defaultdict(lambda: [self.prefix])
+        for (shard, name, tag), n in sent.items():
+            per_shard[shard] += [tag, name, n]
+        for (shard, name), n in received.items():
+            per_shard[shard] += ["r", name, n]
+""",
+                """\
+            depths, self._book_depths = self._book_depths, collections.Counter()
+        per_shard = collections.defaultdict(lambda: [self.prefix])
+""",
+            ),
+            (
+                """        for shard, name, consumer in seen:
+            per_shard[shard] += ["c", name, consumer]
+""",
+                "",
+            ),
+        ],
+        "the stats extension adds the counts",
+    ),
+    Earlier(
+        "django_fork/channels/layers/redis/lua/book.lua",
+        REDIS,
+        [
+            (
+                """\
+-- ARGV: prefix, then records: 's' / 'r' / 'f', name, n (n sent, received,
+-- refused as full) | 'd', name!, channel, n (n fewer waiting on a
+-- process-specific channel) | 'e', channel, n (n fewer waiting on a
+-- single-reader channel) | 'c', name, consumer (consumer seen).
+local now = now_ms()
+""",
+                """\
+-- ARGV: prefix, then records: 'd', name!, channel, n (n fewer waiting on a
+-- process-specific channel) | 'e', channel, n (n fewer waiting on a
+-- single-reader channel).
+""",
+            ),
+            (
+                """  if tag == 's' or tag == 'r' or tag == 'f' then
+    count(ARGV[i + 1], tag, tonumber(ARGV[i + 2]), now)
+    i = i + 3
+  elseif tag == 'd' then
+""",
+                """  if tag == 'd' then
+""",
+            ),
+            (
+                """  elseif tag == 'e' then
+    lower(prefix .. ':n:' .. ARGV[i + 1], tonumber(ARGV[i + 2]))
+    i = i + 3
+  else
+    local seen = prefix .. ':u:' .. ARGV[i + 1]
+    redis.call('ZADD', seen, now, ARGV[i + 2])
+    redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - @window@)
+    redis.call('PEXPIRE', seen, @window@)
+    i = i + 3
+  end
+""",
+                """  else
+    lower(prefix .. ':n:' .. ARGV[i + 1], tonumber(ARGV[i + 2]))
+    i = i + 3
+  end
+""",
+            ),
+        ],
+        "the stats extension adds counts and consumers to the bookkeeping",
+    ),
+    Earlier(
+        "docs/ref/channel-layers-redis.txt",
+        REDIS,
+        [
+            DropSection("Sharding"),
+            (
+                """            "LOCATION": [
+                "redis://10.0.0.1:6379/0",
+                "redis://10.0.0.2:6379/0",
+                "redis://10.0.0.3:6379/0",
+            ],
+""",
+                """            "LOCATION": "redis://10.0.0.1:6379/0",
+""",
+            ),
+            (
+                "``LOCATION`` is one shard or a list of them (see `Sharding`_); "
+                "a shard is a\nRedis URL. Every process sharing the layer must "
+                "list the same servers\nand use the same",
+                "``LOCATION`` is the URL of the Redis server. Every process "
+                "sharing the layer\nmust use the same server and the same",
+            ),
+            (
+                " Sends to ordinary channels go to another\n  shard if one is up.",
+                "",
+            ),
+        ],
+        "sharding adds its section",
+    ),
+    Earlier(
+        "docs/ref/channel-layers-redis.txt",
+        SHARDING,
+        [
+            DropSection("High availability"),
+            (
+                "a shard is a\nRedis URL, or a service behind Redis Sentinel "
+                "(see `High availability`_). Every",
+                "a shard is a\nRedis URL. Every",
+            ),
+        ],
+        "Sentinel adds its section",
+    ),
+    # Tests.
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_groups.py",
+        REDIS,
+        [
+            (
+                "with the capacity, expiry, depth and stats rules of a send.\n",
+                "with the capacity, expiry and depth rules of a send.\n",
+            ),
+            (
+                """        stats = await layer.stats([full])
+        self.assertEqual(stats[full]["full"], 1)
+""",
+                "        # The depths handed back are written within 50 ms.\n"
+                "        await asyncio.sleep(0.1)\n",
+            ),
+        ],
+        "the stats extension comes with its patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/tests.py",
+        REDIS,
+        [Drop("BLPOPRedisChannelLayer"), Drop("BLPOPRedisChannelLayerTests")],
+        "BLMPOP, and the contract without it, come with the pumps' batches",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/tests.py",
+        BATCHES,
+        [Drop("ShardedRedisChannelLayerTests")],
+        "the sharded contract comes with sharding",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_delivery.py",
+        REDIS,
+        [
+            Drop("RoundTripTests.test_receives_on_many_channels_are_served_in_batches"),
+            Drop("RoundTripTests.test_traffic_on_one_channel_is_not_taken_in_batches"),
+        ],
+        "batches come with their patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_delivery.py",
+        BATCHES,
+        [
+            (
+                "Delivery on Redis: exactly once to competing processes, "
+                "at-least-once\nchannels, round trips, event loops.\n",
+                "Delivery on Redis: exactly once to competing processes, round "
+                "trips,\nevent loops.\n",
+            ),
+            Drop("AtLeastOnceTests"),
+            (
+                '        self.assertIn("at_least_once", layer.extensions)\n',
+                '        self.assertIn("groups", layer.extensions)\n',
+            ),
+        ],
+        "at-least-once channels come with their patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_delivery.py",
+        AT_LEAST_ONCE,
+        [
+            (
+                "Delivery on Redis: exactly once to competing processes, sharded "
+                "reply\nchannels, at-least-once channels, round trips, event "
+                "loops.\n",
+                "Delivery on Redis: exactly once to competing processes, "
+                "at-least-once\nchannels, round trips, event loops.\n",
+            ),
+            Drop("ShardedReplyChannelTests"),
+            Drop("ShardedAtLeastOnceTests"),
+        ],
+        "sharding comes with its patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_keys.py",
+        REDIS,
+        [
+            (
+                "        After sends, receives, streams put back unread, groups "
+                "and stats,\n        every key of the layer has an expiry.\n",
+                "        After sends, receives, streams put back unread and groups, "
+                "every key\n        of the layer has an expiry.\n",
+            ),
+            ("        await layer.stats()\n", ""),
+        ],
+        "the stats extension comes with its patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_keys.py",
+        STATS,
+        [
+            (
+                "        layer = self.layer(expiry=5, capacity=2, "
+                'at_least_once=["alo.*"])\n'
+                '        other = self.layer(expiry=5, at_least_once=["alo.*"])\n',
+                "        layer = self.layer(expiry=5, capacity=2)\n"
+                "        other = self.layer(expiry=5)\n",
+            ),
+            (
+                '        await layer.send("alo.jobs", {"type": "t"})\n'
+                '        await asyncio.wait_for(other.receive("alo.jobs"), 2)\n',
+                "",
+            ),
+        ],
+        "at-least-once channels come with their patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_keys.py",
+        AT_LEAST_ONCE,
+        [
+            (
+                "class KeyExpiryTests(RedisTestCase):\n    servers = 2\n\n",
+                "class KeyExpiryTests(RedisTestCase):\n",
+            )
+        ],
+        "sharding comes with its patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_outages.py",
+        REDIS,
+        [
+            (
+                '    layer_options = {"at_least_once": ["tasks.*"], '
+                '"visibility_timeout": 5}\n\n',
+                "",
+            ),
+        ],
+        "at-least-once channels come with their patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_outages.py",
+        AT_LEAST_ONCE,
+        [Drop("ShardOutageTests")],
+        "sharding comes with its patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/workers.py",
+        REDIS,
+        [
+            (
+                """    python workers.py hold URL CHANNEL OUT
+        Receive one message on the at-least-once CHANNEL, write its number
+        to OUT and wait, never acknowledging it, until killed.
+    python workers.py take URL CHANNEL OUT
+        Receive one message on the at-least-once CHANNEL, acknowledge it,
+        write its number to OUT and exit.
+""",
+                "",
+            ),
+            Drop("hold"),
+            Drop("take"),
+            (
+                '"command", choices=["consume", "hold", "take", "echo"]',
+                '"command", choices=["consume", "echo"]',
+            ),
+        ],
+        "at-least-once channels come with their patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/workers.py",
+        AT_LEAST_ONCE,
+        [
+            (
+                "URL may list several shards, separated by commas. Options of "
+                "the layer come\nfrom the environment: LAYER_OPTIONS, JSON.\n",
+                "Options of the layer come from the environment: LAYER_OPTIONS, "
+                "JSON.\n",
+            ),
+            (
+                '    return RedisChannelLayer(url.split(","), **options)\n',
+                "    return RedisChannelLayer(url, **options)\n",
+            ),
+        ],
+        "sharding comes with its patch",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_delivery.py",
+        SHARDING,
+        [Drop("AtLeastOnceTests.test_peek_shows_what_was_not_handed_out")],
+        "peek comes with the peek extension",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_keys.py",
+        SHARDING,
+        [
+            (
+                "        After sends, receives, streams put back unread, groups, "
+                "delays and\n        stats, every key of the layer has an "
+                "expiry.\n",
+                "        After sends, receives, streams put back unread, groups "
+                "and stats,\n        every key of the layer has an expiry.\n",
+            ),
+            ('        await layer.send_later("busy", {"type": "t"}, 0.05)\n', ""),
+        ],
+        "send_later() comes with the delay extension",
+    ),
+    Earlier(
+        "tests/regressiontests/redis_layer_tests/test_threads.py",
+        BOUND,
+        [
+            (
+                '"""\nThe Redis layer from threads and under bursts: blocking '
+                "receives in a\nworker's threads, and the bound on connections "
+                'a burst of sends opens.\n"""\n',
+                '"""The bound on the connections a burst of sends opens to '
+                'Redis."""\n',
+            ),
+            Drop("BlockingReceiveTests"),
+            Drop("WorkerThreadTests"),
+        ],
+        "blocking receives come with their patch",
+    ),
+]
+
+# ---------------------------------------------------------------------------
 # Helpers.
 # ---------------------------------------------------------------------------
 
@@ -1663,9 +3751,11 @@ def classify(files):
             problems.append("%s is listed as excluded but does not exist" % path)
     if problems:
         raise Error("The patch table is out of date:\n  " + "\n  ".join(problems))
-    for number in range(1, len(PATCHES) + 1):
-        if number not in claims:
+    with_forms = {form.subject for form in EARLIER_FORMS}
+    for number, patch in enumerate(PATCHES, 1):
+        if number not in claims and patch.subject not in with_forms:
             raise Error("patch %d has no files" % number)
+        claims.setdefault(number, [])
     return claims
 
 
@@ -1861,6 +3951,124 @@ def drop_doc_sections(path, text):
             )
         text = "\n\n".join([preamble.rstrip("\n"), *kept]) + "\n"
     return text
+
+
+def drop_section(path, text, title, char):
+    preamble, sections = split_sections(text, char)
+    kept = [section for name, section in sections if name != title]
+    if len(kept) != len(sections) - 1:
+        raise Error(
+            "%s: an earlier form drops the section %r, which is not there "
+            "once; update EARLIER_FORMS in tools/make_patches.py" % (path, title)
+        )
+    return "\n\n".join([preamble.rstrip("\n"), *kept]) + "\n"
+
+
+def apply_earlier(form, text):
+    """The text of form, from the text of the file's next later form."""
+    for edit in form.edits:
+        if isinstance(edit, Drop):
+            text = drop_def(text, edit.name, form.path)
+        elif isinstance(edit, DropSection):
+            text = drop_section(form.path, text, edit.title, edit.char)
+        else:
+            old, new = edit
+            count = text.count(old)
+            if count != 1:
+                raise Error(
+                    "%s: the edit %r of its form in %r matches %d times, not "
+                    "once; update EARLIER_FORMS in tools/make_patches.py"
+                    % (form.path, old.strip()[:60], form.subject, count)
+                )
+            text = text.replace(old, new)
+    if form.path.endswith(".py"):
+        try:
+            ast.parse(text)
+        except SyntaxError as e:
+            raise Error(
+                "%s: its form in %r does not parse (%s); update EARLIER_FORMS "
+                "in tools/make_patches.py" % (form.path, form.subject, e)
+            )
+        text = drop_unused_imports(text)
+    return text
+
+
+def drop_unused_imports(text):
+    """
+    text without the top-level imports of names it no longer uses (names in
+    __all__ count as used), for earlier forms: what a dropped feature alone
+    imported goes with it. Lines marked noqa are kept.
+    """
+    tree = ast.parse(text)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            used |= set(ast.literal_eval(node.value))
+    lines = text.split("\n")
+    for node in reversed(tree.body):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if "noqa" in "\n".join(lines[node.lineno - 1 : node.end_lineno]).lower():
+            continue
+        kept = [
+            alias
+            for alias in node.names
+            if (alias.asname or alias.name).split(".")[0] in used
+        ]
+        if len(kept) == len(node.names):
+            continue
+        new = []
+        if kept and isinstance(node, ast.Import):
+            new = ["import " + ", ".join(ast.unparse(a) for a in kept)]
+        elif kept:
+            new = [
+                "from %s%s import %s"
+                % (
+                    "." * node.level,
+                    node.module or "",
+                    ", ".join(ast.unparse(a) for a in kept),
+                )
+            ]
+        lines[node.lineno - 1 : node.end_lineno] = new
+    return re.sub(r"\n{4,}", "\n\n\n", "\n".join(lines))
+
+
+def earlier_texts(claims):
+    """
+    {step: [(path, overlay text)]}: the earlier forms (EARLIER_FORMS) each
+    patch writes, besides the files it claims.
+    """
+    owner = {path: step for step, paths in claims.items() for path in paths}
+    steps = {patch.subject: number for number, patch in enumerate(PATCHES, 1)}
+    by_path = {}
+    for form in EARLIER_FORMS:
+        if form.subject not in steps:
+            raise Error(
+                "EARLIER_FORMS: no patch %r (for %s)" % (form.subject, form.path)
+            )
+        if form.path not in owner or form.path in MERGED:
+            raise Error(
+                "EARLIER_FORMS: %s is not a file of its own that a patch "
+                "claims" % form.path
+            )
+        by_path.setdefault(form.path, []).append(form)
+    out = {}
+    for path, forms in by_path.items():
+        later = owner[path]
+        text = (ROOT / path).read_text()
+        for form in reversed(forms):
+            step = steps[form.subject]
+            if step >= later:
+                raise Error(
+                    "EARLIER_FORMS: the forms of %s must come before patch %d "
+                    "and in series order (%r)" % (path, later, form.subject)
+                )
+            text = apply_earlier(form, text)
+            out.setdefault(step, []).append((path, text))
+            later = step
+    return out
 
 
 def rewrite(path, text):
@@ -3434,7 +5642,8 @@ def build_series(repo):
         rewritten[path] = rewrite(path, text)
     skipped = test_exports(rewritten)
     dropped_from = {a.path for a in ADAPTATIONS if isinstance(a, DropDef)}
-    for path, text in rewritten.items():
+
+    def finish(path, text):
         if path.endswith(".py"):
             if path in dropped_from:
                 # Until nothing changes: a dropped constant may have been the
@@ -3442,7 +5651,19 @@ def build_series(repo):
                 pruned = None
                 while pruned != text:
                     pruned, text = text, prune_unused(text, path, rewritten)
-            rewritten[path] = fix_test_imports(text, path, skipped)
+            text = fix_test_imports(text, path, skipped)
+        return text
+
+    for path, text in rewritten.items():
+        rewritten[path] = finish(path, text)
+    earlier = {
+        step: [(path, finish(path, rewrite(path, text))) for path, text in forms]
+        for step, forms in earlier_texts(claims).items()
+    }
+    appears = {}
+    for step in sorted(earlier):
+        for path, _ in earlier[step]:
+            appears.setdefault(path, step)
     ctx = {
         "rewritten": rewritten,
         "python_sources": {
@@ -3455,29 +5676,37 @@ def build_series(repo):
         "formatted": set(),
     }
     check_setting_defaults(ctx)
+    # appears: the first patch that has a file with earlier forms. A page is
+    # listed in the indexes by that patch.
     for step, patch in enumerate(PATCHES, 1):
         ctx["new_pages"][step] = sorted(
             destination(p)
-            for p in claims[step]
-            if p.startswith("docs/") and p not in MERGED and p.endswith(".txt")
+            for p in claims[step] + [path for path, _ in earlier.get(step, ())]
+            if p.startswith("docs/")
+            and p not in MERGED
+            and p.endswith(".txt")
+            and appears.get(p, step) == step
         )
     for step, patch in enumerate(PATCHES, 1):
         written = []
-        for path in claims[step]:
+        texts = [(path, rewritten.get(path)) for path in claims[step]]
+        for path, text in texts + earlier.get(step, []):
             if path in MERGED:
                 continue
             dest = destination(path)
             target = Path(repo) / dest
-            if target.exists():
+            if target.exists() and appears.get(path, step) == step:
                 raise Error(
                     "%s would overwrite Django's %s (list it in OVERLAY_ONLY or "
                     "MERGED)" % (path, dest)
                 )
             target.parent.mkdir(parents=True, exist_ok=True)
             if path in raw:
+                if path in appears:
+                    raise Error("%s: a binary file has no earlier forms" % path)
                 target.write_bytes(raw[path])
             else:
-                target.write_text(rewritten[path])
+                target.write_text(text)
             if os.stat(ROOT / path).st_mode & 0o111:
                 target.chmod(0o755)
             written.append(dest)

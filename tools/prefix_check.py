@@ -3,7 +3,9 @@
 A cheap bisect check: apply the series one patch at a time to a clone of
 the base and, after each patch, import every module of Django's that the
 patch adds or changes and run, with Django's tests/runtests.py, only the
-test apps (or test modules of an existing app) that the patch adds.
+test apps (or test modules of an existing app) that the patch adds, and the
+test modules of the series' own apps that it changes (a patch that brings a
+file's earlier form to its next one adds tests to them).
 
     tools/prefix_check.py [--django 6.1.3] [--from N] [--to N]
 
@@ -55,6 +57,25 @@ def patch_changes(repo):
         "tests/",
         capture=True,
     ).stdout.split()
+    # Test modules of the series' own apps that the patch changes.
+    stock = mp.git(
+        repo, "ls-tree", "-d", "--name-only", mp.DJANGO_VERSION, "tests/", capture=True
+    ).stdout.split()
+    changed = [
+        name
+        for name in mp.git(
+            repo,
+            "diff",
+            "--name-only",
+            "--diff-filter=M",
+            "HEAD~1",
+            "HEAD",
+            "--",
+            "tests/",
+            capture=True,
+        ).stdout.split()
+        if "/".join(name.split("/")[:2]) not in stock
+    ]
     modules = sorted(
         mp.module_name(n)
         for n in names
@@ -95,6 +116,15 @@ def patch_changes(repo):
                 labels.append(app)
         elif parts[2].startswith("test") and name.endswith(".py") and len(parts) == 3:
             labels.append("%s.%s" % (app, parts[2][: -len(".py")]))
+    for name in changed:
+        parts = name.split("/")
+        if (
+            len(parts) == 3
+            and parts[2].startswith("test")
+            and name.endswith(".py")
+            and parts[1] not in labels
+        ):
+            labels.append("%s.%s" % (parts[1], parts[2][: -len(".py")]))
     return modules, labels
 
 

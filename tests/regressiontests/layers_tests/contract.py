@@ -32,6 +32,11 @@ class ChannelLayerContractTests:
     async def receive(self, layer, channel):
         return await asyncio.wait_for(layer.receive(channel), self.timeout)
 
+    def skip_without(self, layer, extension):
+        """Skip the test unless layer declares extension."""
+        if extension not in layer.extensions:
+            self.skipTest("%s has no %r extension." % (type(layer).__name__, extension))
+
     async def assertNothing(self, layer, channel, wait=0.1):
         with self.assertRaises(asyncio.TimeoutError):
             await asyncio.wait_for(layer.receive(channel), wait)
@@ -299,6 +304,9 @@ class ChannelLayerContractTests:
             with self.assertRaises(ChannelFull):
                 await layer.send(channel, {"type": "t", "n": 2, "body": b"y" * 65536})
             self.assertEqual((await self.receive(layer, channel))["n"], 0)
+            # A backend may hand the room back in the background (the Redis
+            # layer writes the depth of a process's own channel within 50 ms).
+            await asyncio.sleep(0.1)
             await layer.send(channel, {"type": "t", "n": 3, "body": b"z" * 65536})
             self.assertEqual((await self.receive(layer, channel))["n"], 1)
             self.assertEqual((await self.receive(layer, channel))["n"], 3)
@@ -307,6 +315,7 @@ class ChannelLayerContractTests:
     async def test_stats_count_sends_from_threads(self):
         """Sends from other threads (a worker's views) count too."""
         layer = self.layer()
+        self.skip_without(layer, "stats")
         await layer.send("warm", {"type": "t"})
         await asyncio.to_thread(layer.send_sync, "threaded", {"type": "t"})
         large = {"type": "t", "body": b"x" * 65536}
@@ -322,8 +331,9 @@ class ChannelLayerContractTests:
             with self.assertRaises(ChannelFull):
                 layer.send_sync(channel, {"type": "t", "body": b"y" * 65536})
             self.assertEqual(layer.receive_sync(channel)["body"], b"x" * 65536)
-        stats = layer.stats_sync(["large.sync"])["large.sync"]
-        self.assertEqual((stats["sent"], stats["full"]), (1, 1))
+        if "stats" in layer.extensions:
+            stats = layer.stats_sync(["large.sync"])["large.sync"]
+            self.assertEqual((stats["sent"], stats["full"]), (1, 1))
 
     async def test_expired_large_messages_free_capacity(self):
         layer = self.layer(expiry=1, capacity=1)
@@ -458,6 +468,8 @@ class ChannelLayerContractTests:
         await layer.discard_channel(gone)
         await layer.group_send("room", {"type": "t", "n": 2})
         self.assertEqual((await self.receive(layer, kept))["n"], 2)
+        if "stats" not in layer.extensions:
+            return
         # What the process held is handed back in the background.
         for _ in range(int(self.timeout / 0.02)):
             depth = (await layer.stats([gone]))[gone]["depth"]
@@ -489,7 +501,7 @@ class ChannelLayerContractTests:
 
     async def test_extensions(self):
         layer = self.layer()
-        for extension in ["groups", "flush", "stats"]:
+        for extension in ["groups", "flush"]:
             self.assertIn(extension, layer.extensions)
         with self.assertRaisesMessage(NotImplementedError, "'teleport'"):
             layer.require_extension("teleport")
@@ -497,6 +509,7 @@ class ChannelLayerContractTests:
     async def test_stats(self):
         """stats() reports depth, age, counts and consumers per channel."""
         layer = self.layer(capacity=2)
+        self.skip_without(layer, "stats")
         await layer.send("busy", {"type": "t"})
         await layer.send("busy", {"type": "t"})
         with self.assertRaises(ChannelFull):
@@ -523,6 +536,7 @@ class ChannelLayerContractTests:
         ("name!", "name?"): one entry for many short-lived channels.
         """
         layer = self.layer()
+        self.skip_without(layer, "stats")
         replies = [await layer.new_channel("agg.reply") for _ in range(3)]
         bodies = [await layer.new_channel("agg.body?") for _ in range(2)]
         for name in replies + bodies:
@@ -561,6 +575,8 @@ class ChannelLayerContractTests:
         layer.group_send_sync("room", {"type": "t", "n": 2})
         self.assertEqual(layer.receive_any_sync([name])[1]["n"], 2)
         layer.group_discard_sync("room", name)
+        if "stats" not in layer.extensions:
+            return
         layer.send_sync("sync-channel", {"type": "t"})
         self.assertEqual(layer.stats_sync(["sync-channel"])["sync-channel"]["depth"], 1)
         layer.flush_sync()
@@ -714,30 +730,39 @@ class ChannelLayerContractTests:
 
     # The "store" extension.
 
+    def store_layer(self):
+        layer = self.layer()
+        self.skip_without(layer, "store")
+        return layer
+
+    def store_layers(self):
+        writer, reader = self.layer_pair()
+        self.skip_without(writer, "store")
+        return writer, reader
+
     async def test_store(self):
         """A stored value is found under its key by another layer object."""
-        writer, reader = self.layer_pair()
-        self.assertIn("store", writer.extensions)
+        writer, reader = self.store_layers()
         value = {"status": "READY", "args": [1, "two"], "nested": {"b": b"\x00"}}
         await writer.store_set("result.1", value, 60)
         self.assertEqual(await reader.store_get("result.1"), value)
         self.assertIsNone(await reader.store_get("result.2"))
 
     async def test_store_add_keeps_an_existing_value(self):
-        layer = self.layer()
+        layer = self.store_layer()
         self.assertIs(await layer.store_add("result.1", {"n": 1}, 60), True)
         self.assertIs(await layer.store_add("result.1", {"n": 2}, 60), False)
         self.assertEqual(await layer.store_get("result.1"), {"n": 1})
 
     async def test_store_swap_returns_the_replaced_value(self):
-        layer = self.layer()
+        layer = self.store_layer()
         self.assertIsNone(await layer.store_swap("result.1", {"n": 1}, 60))
         self.assertEqual(await layer.store_swap("result.1", {"n": 2}, 60), {"n": 1})
         self.assertEqual(await layer.store_get("result.1"), {"n": 2})
 
     async def test_store_timeout(self):
         """A value is gone once its timeout has passed."""
-        layer = self.layer()
+        layer = self.store_layer()
         await layer.store_set("short", {"n": 1}, 0.1)
         await layer.store_set("long", {"n": 2}, 60)
         await asyncio.sleep(0.25)
@@ -746,7 +771,7 @@ class ChannelLayerContractTests:
         self.assertEqual(await layer.store_get("long"), {"n": 2})
 
     async def test_stored_value_is_a_copy(self):
-        layer = self.layer()
+        layer = self.store_layer()
         value = {"list": [1]}
         await layer.store_set("copied", value, 60)
         value["list"].append(2)
@@ -755,12 +780,12 @@ class ChannelLayerContractTests:
         self.assertEqual(await layer.store_get("copied"), {"list": [1]})
 
     async def test_store_rejects_invalid_values(self):
-        layer = self.layer()
+        layer = self.store_layer()
         with self.assertRaises(InvalidMessage):
             await layer.store_set("bad", {"when": object()}, 60)
 
     def test_store_sync_twins(self):
-        writer, reader = self.layer_pair()
+        writer, reader = self.store_layers()
         writer.store_set_sync("sync.1", {"n": 1}, 60)
         self.assertIs(writer.store_add_sync("sync.1", {"n": 2}, 60), False)
         self.assertIs(writer.store_add_sync("sync.2", {"n": 2}, 60), True)
@@ -770,7 +795,7 @@ class ChannelLayerContractTests:
         self.assertIsNone(reader.store_get_sync("sync.3"))
 
     async def test_flush_drops_stored_values(self):
-        layer = self.layer()
+        layer = self.store_layer()
         await layer.store_set("flushed", {"n": 1}, 60)
         await layer.flush()
         self.assertIsNone(await layer.store_get("flushed"))

@@ -7,6 +7,8 @@ A channel layer on one or more Redis servers.
 - state.py, pump.py: per event loop, the pumps that own the blocking pops.
 - delivery.py: what pumps pop, on its way to a receive(); the local buffer.
 - streams.py: at-least-once channels (Redis streams).
+- book.py: the bookkeeping (counts, depths handed back), written in
+  batches off the hot path.
 - large.py, groups.py, delay.py, peek.py, stats.py, store.py: the rest of
   the contract and its extensions.
 - lua/: the scripts (loaded by scripts.py).

@@ -16,8 +16,8 @@ import time
 from django_fork.channels.exceptions import ChannelLayerUnavailable
 from django_fork.channels.names import stats_name
 
+from .book import FLUSH_DELAY
 from .connection import CONNECTION_ERRORS
-from .stats import FLUSH_DELAY
 
 
 class BlockingReceiveMixin:

@@ -4,7 +4,7 @@ The layer: its options, where channels live, and the hot path.
 One round trip per send (a Lua script checks capacity and pushes) and one
 per received message (a blocking pop by a pump, or one non-blocking pop for
 all the receives waiting when messages pour in). Bookkeeping is batched and
-written off the hot path (stats.py). Sends fail fast with
+written off the hot path (book.py). Sends fail fast with
 ChannelLayerUnavailable (the interface answers 503).
 """
 
@@ -20,6 +20,7 @@ from django_fork.channels.layers.sharding import HashRing
 from django_fork.channels.names import is_short_lived, new_channel_name, stats_name
 
 from .blocking import BlockingReceiveMixin
+from .book import BookkeepingMixin
 from .connection import CONNECTION_ERRORS, Shard, parse_location, script_on
 from .delay import DelayMixin
 from .delivery import DeliveryMixin, Waiter
@@ -49,6 +50,7 @@ class RedisChannelLayer(
     DeliveryMixin,
     StreamsMixin,
     StatsMixin,
+    BookkeepingMixin,
     LargeMessagesMixin,
     GroupsMixin,
     DelayMixin,

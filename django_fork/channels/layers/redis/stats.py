@@ -1,32 +1,23 @@
 """
-Bookkeeping and stats: counters written off the hot path, read by stats().
-
-Receives and sends count into local counters that an event loop writes to
-Redis in one script per shard within FLUSH_DELAY seconds, with the depth
-decrements of process-specific and single-reader channels.
+Stats: the counts of sends and receives, and the consumers seen, which the
+bookkeeping (book.py) writes to Redis off the hot path; stats() reads them
+from every shard.
 """
 
 import asyncio
 import collections
-import logging
 import threading
 import time
 
 from django_fork.channels.layers.stats import RATE_WINDOW
 from django_fork.channels.names import is_short_lived, stats_name
 
-from .connection import CONNECTION_ERRORS, run_script_sync
-from .scripts import BOOK, STATS
-
-logger = logging.getLogger("django_fork.channels.layers")
-
-
-#: Seconds a receive's bookkeeping may wait before it is written to Redis.
-FLUSH_DELAY = 0.05
+from .connection import run_script_sync
+from .scripts import STATS
 
 
 class StatsMixin:
-    """Batched bookkeeping, and stats() over every shard."""
+    """Counts for the bookkeeping, and stats() over every shard."""
 
     def _count_send(self, shard, name, sent):
         """Count a send to a channel whose stats name is name."""
@@ -71,63 +62,6 @@ class StatsMixin:
                 self._book_seen.add((self._home(name).name, name, consumer))
             added = True
         return added
-
-    def _schedule_flush(self, state):
-        if not state.flush_scheduled:
-            state.flush_scheduled = True
-            state.later(FLUSH_DELAY, lambda: self._flush_async(state))
-
-    def _take_book(self):
-        with self._lock:
-            received, self._book_received = self._book_received, collections.Counter()
-            sent, self._book_sent = self._book_sent, collections.Counter()
-            depths, self._book_depths = self._book_depths, collections.Counter()
-            seen, self._book_seen = self._book_seen, set()
-        per_shard = collections.defaultdict(lambda: [self.prefix])
-        for (shard, name, tag), n in sent.items():
-            per_shard[shard] += [tag, name, n]
-        for (shard, name), n in received.items():
-            per_shard[shard] += ["r", name, n]
-        for (shard, name, channel), n in depths.items():
-            if name is None:
-                per_shard[shard] += ["e", channel, n]
-            else:
-                per_shard[shard] += ["d", name, channel, n]
-        for shard, name, consumer in seen:
-            per_shard[shard] += ["c", name, consumer]
-        return per_shard
-
-    async def _flush_async(self, state=None):
-        """Write the pending bookkeeping with state's clients."""
-        if state is None:
-            state, loop = self._state_now()
-            if state is None:
-                state = await self._new_state(loop)
-        else:
-            state.flush_scheduled = False
-        per_shard = self._take_book()
-        if not per_shard:
-            return
-        results = await asyncio.gather(
-            *(
-                state.command(
-                    self.shards[name],
-                    lambda link, args=args: link.script(BOOK, args),
-                )
-                for name, args in per_shard.items()
-            ),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, Exception):
-                logger.debug("Lost receive bookkeeping: %s", result)
-
-    def _flush_sync(self):
-        for name, args in self._take_book().items():
-            try:
-                run_script_sync(self.shards[name].sync_client(), BOOK, args)
-            except CONNECTION_ERRORS as e:
-                logger.debug("Lost receive bookkeeping: %s", e)
 
     def _stats_args(self, channels):
         if channels is None:
