@@ -791,6 +791,7 @@ PATCHES = REFACTOR_PATCHES + [
             "django_fork/channels/layers/redis/lua/ensure_groups.lua",
             "django_fork/channels/layers/redis/lua/group_send.lua",
             "django_fork/channels/layers/redis/lua/lib.lua",
+            "django_fork/channels/layers/redis/lua/read_first.lua",
             "django_fork/channels/layers/redis/lua/send.lua",
             "django_fork/channels/layers/redis/lua/stats.lua",
             "django_fork/channels/layers/redis/lua/wake.lua",
@@ -2550,6 +2551,7 @@ BATCH_RETRY = 16
                             keys = list(self.keys)
                         await self._reclaim(keys)
                         continue
+                    reply = await self._read_first()
                 elif self.burst:
 """,
                 """                    await self._setup()
@@ -2558,7 +2560,8 @@ BATCH_RETRY = 16
 """,
             ),
             (
-                "                reply = await self._block(reclaim_at)\n",
+                "                if not reply:\n"
+                "                    reply = await self._block(reclaim_at)\n",
                 "                reply = await self._block()\n",
             ),
             (
@@ -2634,6 +2637,7 @@ BATCH_RETRY = 16
             Drop("Pump._ensure_groups"),
             Drop("Pump._reclaim"),
             Drop("Pump._on_stream_reply"),
+            Drop("Pump._read_first"),
         ],
         "at-least-once channels add the stream family of pumps",
     ),
@@ -2710,6 +2714,7 @@ _CONSTANTS = {
             ),
             ('    "@group@": CONSUMER_GROUP,\n', ""),
             ('ACK = Script("ack")\nENSURE_GROUPS = Script("ensure_groups")\n', ""),
+            ('READ_FIRST = Script("read_first")\n', ""),
         ],
         "at-least-once channels add their scripts",
     ),
