@@ -39,6 +39,7 @@ help:
 	@echo "                 installed in ./branch/.venv"
 	@echo "  upstream-test  Django's runtests.py in ./branch: affected and new apps"
 	@echo "  bisect-check   upstream-test's apps after every patch of the series"
+	@echo "                 (FROM=N TO=N: only patches N to N, the rest applied)"
 	@echo "  prefix-check   after every patch: import its modules, run only the"
 	@echo "                 test apps it adds (minutes, not bisect-check's hour)"
 	@echo "  branch-lint    black, isort, flake8 on the files the series changes"
@@ -118,7 +119,8 @@ upstream-test:
 	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) upstream-test
 
 bisect-check:
-	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) bisect-check
+	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) bisect-check \
+		$(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 prefix-check:
 	$(PYTHON) tools/prefix_check.py $(if $(DJANGO),--django $(DJANGO))

@@ -48,6 +48,7 @@ Commands (the Makefile wraps them):
     make_patches.py upstream-test   Django's runtests.py in ./branch on the
                                     affected upstream apps and the new apps
     make_patches.py bisect-check    the same tests after every patch
+                                    (--from N, --to N: only those)
     make_patches.py branch-lint     black, isort, flake8 on the changed files
     make_patches.py upstream-full   Django's whole suite, branch vs stock
     make_patches.py branch-docs     Django's docs build (html, spelling) in
@@ -6083,10 +6084,17 @@ def cmd_bisect_check(args):
     require_branch()
     patches = series_files()
     repo = clone_base(BUILD_DIR / "bisect")
+    first = args.first or 1
+    last = args.last or len(patches)
     results = []
     failed = False
     for number, patch in enumerate(patches, 1):
+        if number > last:
+            break
         git_am(repo, patch)
+        if number < first:
+            # Applied, not tested: a check of the patches from --from on.
+            continue
         labels = UPSTREAM_TEST_APPS + new_test_apps(repo)
         log_file = BUILD_DIR / ("bisect-%02d.log" % number)
         status, output, elapsed = runtests(
@@ -6106,7 +6114,13 @@ def cmd_bisect_check(args):
         print(("ok   " if status == 0 else "FAIL ") + line, flush=True)
         if status:
             failed = True
-    print("bisect-check: %s" % ("FAILED" if failed else "every patch passes"))
+    if (first, last) == (1, len(patches)):
+        print("bisect-check: %s" % ("FAILED" if failed else "every patch passes"))
+    else:
+        print(
+            "bisect-check, patches %04d to %04d of %d: %s"
+            % (first, last, len(patches), "FAILED" if failed else "each passes")
+        )
     return 1 if failed else 0
 
 
@@ -6375,6 +6389,20 @@ def main(argv=None):
         metavar="VERSION",
         help="the base release: %s (default %s)"
         % (", ".join(sorted(BASES)), DEFAULT_DJANGO_VERSION),
+    )
+    parser.add_argument(
+        "--from",
+        dest="first",
+        type=int,
+        metavar="N",
+        help="bisect-check: test from patch N on (earlier ones are applied)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="last",
+        type=int,
+        metavar="N",
+        help="bisect-check: stop after patch N",
     )
     args = parser.parse_args(argv)
     command = "check" if args.check else args.command
