@@ -208,35 +208,41 @@ class HttpConsumer:
             await self.refuse(message, e)
         return None
 
-    def refuse_sync(self, message, error):
-        """refuse() from a worker thread."""
+    @staticmethod
+    def _refusal(message, error):
+        """
+        Log a malformed message; return the reply channel to answer 400 on,
+        or None if it names none.
+        """
         logger.warning("Dropped a malformed http.request message: %s", error)
         reply_channel = message.get("reply_channel")
         try:
             validate_channel_name(reply_channel)
         except ValueError:
-            return
-        try:
-            self.layer.send_sync(
-                reply_channel, error_response_messages(400, "Bad Request")
-            )
-        except ChannelFull:
-            pass
+            return None
+        return reply_channel
+
+    def refuse_sync(self, message, error):
+        """refuse() from a worker thread."""
+        reply_channel = self._refusal(message, error)
+        if reply_channel is not None:
+            try:
+                self.layer.send_sync(
+                    reply_channel, error_response_messages(400, "Bad Request")
+                )
+            except ChannelFull:
+                pass
 
     async def refuse(self, message, error):
         """Log a malformed message; answer 400 if it names a reply channel."""
-        logger.warning("Dropped a malformed http.request message: %s", error)
-        reply_channel = message.get("reply_channel")
-        try:
-            validate_channel_name(reply_channel)
-        except ValueError:
-            return
-        try:
-            await self.layer.send(
-                reply_channel, error_response_messages(400, "Bad Request")
-            )
-        except ChannelFull:
-            pass
+        reply_channel = self._refusal(message, error)
+        if reply_channel is not None:
+            try:
+                await self.layer.send(
+                    reply_channel, error_response_messages(400, "Bad Request")
+                )
+            except ChannelFull:
+                pass
 
     async def read_body(self, message):
         """

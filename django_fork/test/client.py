@@ -465,35 +465,34 @@ class AsyncChannelClientHandler(_ExchangeMixin):
         return response
 
 
-class ChannelClient(Client):
+class _ChannelClientMixin:
+    """A test client whose handler serves requests over the channel path."""
+
+    handler_class = None
+
+    def __init__(
+        self,
+        enforce_csrf_checks=False,
+        raise_request_exception=True,
+        *,
+        layer=DEFAULT_CHANNEL_LAYER_ALIAS,
+        **kwargs,
+    ):
+        super().__init__(enforce_csrf_checks, raise_request_exception, **kwargs)
+        self.handler = self.handler_class(enforce_csrf_checks, layer=layer)
+
+
+class ChannelClient(_ChannelClientMixin, Client):
     """
     A django.test.Client whose requests go through the channel path: the
     interface, the channel layer (the layer alias, "default" unless given),
     and a worker that runs in the test's thread.
     """
 
-    def __init__(
-        self,
-        enforce_csrf_checks=False,
-        raise_request_exception=True,
-        *,
-        layer=DEFAULT_CHANNEL_LAYER_ALIAS,
-        **kwargs,
-    ):
-        super().__init__(enforce_csrf_checks, raise_request_exception, **kwargs)
-        self.handler = ChannelClientHandler(enforce_csrf_checks, layer=layer)
+    handler_class = ChannelClientHandler
 
 
-class AsyncChannelClient(AsyncClient):
+class AsyncChannelClient(_ChannelClientMixin, AsyncClient):
     """The async twin of ChannelClient: AsyncClient over the channel path."""
 
-    def __init__(
-        self,
-        enforce_csrf_checks=False,
-        raise_request_exception=True,
-        *,
-        layer=DEFAULT_CHANNEL_LAYER_ALIAS,
-        **kwargs,
-    ):
-        super().__init__(enforce_csrf_checks, raise_request_exception, **kwargs)
-        self.handler = AsyncChannelClientHandler(enforce_csrf_checks, layer=layer)
+    handler_class = AsyncChannelClientHandler
