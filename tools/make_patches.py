@@ -567,6 +567,8 @@ PATCHES = REFACTOR_PATCHES + [
         """,
         files=[
             "django_fork/channels/interface.py",
+            "django_fork/channels/interface_body.py",
+            "django_fork/channels/interface_response.py",
             "django_fork/channels/websocket_relay.py",
             "tests/regressiontests/channel_path_tests/*",
             "tests/regressiontests/transport_equivalence/*",
