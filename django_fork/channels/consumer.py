@@ -62,8 +62,10 @@ class _ConsumerBase:
         self.reply_channel = message["reply_channel"]
         self.channel_layer = channel_layer
         self.kwargs = kwargs or {}
-        # For sync consumers: run a layer coroutine on the worker's loop from
-        # this worker thread and return its result.
+        # For a sync consumer served from the worker's thread pool: run a
+        # layer coroutine on the worker's loop and return its result. None
+        # for one served in a receiving thread: it calls the layer's sync
+        # methods (_layer_call()).
         self._run = run
 
     def _hold(self, message):
@@ -153,6 +155,16 @@ class _ConsumerBase:
 class WebsocketConsumer(_ConsumerBase):
     """A WebSocket consumer whose handlers are plain (sync) methods."""
 
+    def _layer_call(self, name, *args):
+        """
+        Return the layer's name(*args): the sync method in a receiving
+        thread, the coroutine run on the worker's loop otherwise.
+        """
+        layer = self.channel_layer
+        if self._run is None:
+            return getattr(layer, name + "_sync")(*args)
+        return self._run(getattr(layer, name)(*args))
+
     def handle(self):
         """Run the handler of this event's type."""
         try:
@@ -165,7 +177,7 @@ class WebsocketConsumer(_ConsumerBase):
 
     def websocket_connect(self, message):
         for group in self.groups:
-            self._run(self.channel_layer.group_add(group, self.reply_channel))
+            self.group_add(group)
         self.connect()
 
     def connect(self):
@@ -177,7 +189,7 @@ class WebsocketConsumer(_ConsumerBase):
         # unless renewed, which drops sockets that vanished without a
         # disconnect but must not drop live ones.
         for group in self.groups:
-            self._run(self.channel_layer.group_add(group, self.reply_channel))
+            self.group_add(group)
         self.receive(text_data=message.get("text"), bytes_data=message.get("bytes"))
 
     def receive(self, text_data=None, bytes_data=None):
@@ -185,7 +197,7 @@ class WebsocketConsumer(_ConsumerBase):
 
     def websocket_disconnect(self, message):
         for group in self.groups:
-            self._run(self.channel_layer.group_discard(group, self.reply_channel))
+            self.group_discard(group)
         self.disconnect(message["code"])
 
     def disconnect(self, code):
@@ -194,13 +206,13 @@ class WebsocketConsumer(_ConsumerBase):
     def _send_own(self, message):
         message = self._hold(message)
         if message is not None:
-            self._run(self.channel_layer.send(self.reply_channel, message))
+            self._layer_call("send", self.reply_channel, message)
 
     def _release(self):
         """Send the held message: what comes next must not overtake it."""
         held = self._take_held()
         if held is not None:
-            self._run(self.channel_layer.send(self.reply_channel, held))
+            self._layer_call("send", self.reply_channel, held)
 
     def accept(self, subprotocol=None, headers=None):
         # Frames may arrive at other workers as soon as the client sees the
@@ -211,7 +223,7 @@ class WebsocketConsumer(_ConsumerBase):
         if headers:
             message["headers"] = [list(header) for header in headers]
         self._release()
-        self._run(self.channel_layer.send(self.reply_channel, message))
+        self._layer_call("send", self.reply_channel, message)
 
     def send(self, text_data=None, bytes_data=None, close=False):
         """Send a frame (text or bytes) to this socket's client."""
@@ -230,7 +242,15 @@ class WebsocketConsumer(_ConsumerBase):
         """Send a frame to every socket in group."""
         frame = _frame(text_data, bytes_data)
         self._release()
-        self._run(self.channel_layer.group_send(group, frame))
+        self._layer_call("group_send", group, frame)
+
+    def group_add(self, group):
+        """Add this socket to group (or renew its membership)."""
+        self._layer_call("group_add", group, self.reply_channel)
+
+    def group_discard(self, group):
+        """Take this socket out of group."""
+        self._layer_call("group_discard", group, self.reply_channel)
 
 
 class JsonWebsocketConsumer(WebsocketConsumer):
@@ -323,6 +343,12 @@ class AsyncWebsocketConsumer(_ConsumerBase):
         frame = _frame(text_data, bytes_data)
         await self._release()
         await self.channel_layer.group_send(group, frame)
+
+    async def group_add(self, group):
+        await self.channel_layer.group_add(group, self.reply_channel)
+
+    async def group_discard(self, group):
+        await self.channel_layer.group_discard(group, self.reply_channel)
 
 
 class AsyncJsonWebsocketConsumer(AsyncWebsocketConsumer):

@@ -227,3 +227,19 @@ async def send_control(layer, channel, message, timeout):
                 return False
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, CONTROL_MAX_DELAY)
+
+
+def send_control_sync(layer, channel, message, timeout):
+    """send_control() from a thread: the same retries, with the sync send."""
+    deadline = time.monotonic() + timeout
+    delay = FIRST_DELAY
+    while True:
+        try:
+            layer.send_sync(channel, message)
+            return True
+        except (ChannelFull, ChannelLayerUnavailable):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, CONTROL_MAX_DELAY)

@@ -14,11 +14,11 @@ consumer held back for that: an echo costs one layer send, not two.
 import collections
 import logging
 
-from django.urls import Resolver404
+from django.urls import Resolver404, URLResolver
 
 from django_fork.channels.codecs import validate_websocket_message
 from django_fork.channels.exceptions import InvalidMessage
-from django_fork.channels.flow import send_control
+from django_fork.channels.flow import send_control, send_control_sync
 
 logger = logging.getLogger("django_fork.channels.websockets")
 
@@ -27,34 +27,83 @@ ROUTE_CACHE_SIZE = 1024
 
 
 class WebSocketDispatcher:
-    """Consume websocket.connect, websocket.receive, websocket.disconnect."""
+    """
+    Consume websocket.connect, websocket.receive, websocket.disconnect.
+
+    When every WebSocket route is a sync consumer, the worker serves these
+    channels in its receiving threads (serve_in_thread()): the consumer runs
+    and replies in the thread that received the event, with the layer's
+    sync methods, and no event loop on the way. Otherwise they are served on
+    the worker's event loop (__call__()), sync consumers in its thread pool.
+    """
 
     def __init__(self, worker, routing):
         self.worker = worker
         self.routing = routing
         # path -> ResolverMatch, the least recently used first.
         self._matches = collections.OrderedDict()
+        self.can_serve_in_thread = not any(
+            consumer_class.is_async
+            for consumer_class in _consumer_classes(routing.websocket_urlpatterns)
+        )
 
     @property
     def layer(self):
         return self.worker.layer
 
     async def __call__(self, message):
+        if not self.is_valid(message):
+            return
+        consumer = None
+        try:
+            consumer, refusal = self.prepare(message, self.worker.call_from_thread)
+            if consumer is not None:
+                try:
+                    if consumer.is_async:
+                        await consumer.handle()
+                    else:
+                        await self.worker.run_consumer(consumer.handle)
+                except Exception:
+                    refusal = self.consumer_failed(consumer, message)
+            if refusal is not None:
+                await self.reply(message, refusal)
+        finally:
+            if message["type"] == "websocket.receive":
+                await self.reply(message, self.acknowledgement(message, consumer))
+
+    def serve_in_thread(self, message):
+        """__call__() in a worker's receiving thread, for sync consumers."""
+        if not self.is_valid(message):
+            return
+        consumer = None
+        try:
+            consumer, refusal = self.prepare(message, None)
+            if consumer is not None:
+                try:
+                    self.worker.run_consumer_here(consumer.handle)
+                except Exception:
+                    refusal = self.consumer_failed(consumer, message)
+            if refusal is not None:
+                self.reply_sync(message, refusal)
+        finally:
+            if message["type"] == "websocket.receive":
+                self.reply_sync(message, self.acknowledgement(message, consumer))
+
+    @staticmethod
+    def is_valid(message):
         try:
             validate_websocket_message(message)
         except InvalidMessage as e:
             logger.warning("Dropped a malformed WebSocket message: %s", e)
-            return
-        consumer = None
-        try:
-            consumer = await self.dispatch(message)
-        finally:
-            if message["type"] == "websocket.receive":
-                if consumer is None:
-                    answer = {"type": "websocket.ack", "seq": message["seq"]}
-                else:
-                    answer = consumer.acknowledgement()
-                await self.reply(message, answer)
+            return False
+        return True
+
+    @staticmethod
+    def acknowledgement(message, consumer):
+        """Return what acknowledges a frame: the consumer's, or a bare ack."""
+        if consumer is None:
+            return {"type": "websocket.ack", "seq": message["seq"]}
+        return consumer.acknowledgement()
 
     def resolve(self, path):
         """Return the route match of path; raise Resolver404 for none."""
@@ -69,18 +118,21 @@ class WebSocketDispatcher:
             matches.popitem(last=False)
         return match
 
-    async def dispatch(self, message):
+    def prepare(self, message, run):
         """
-        Run the event's consumer; return the instance (None: there was
-        none), which holds its last message to the socket for a frame.
+        Return (the consumer instance for the event, what to answer the
+        socket instead): (None, a refusal of the handshake) for a path with
+        no route, (None, None) for a route that is not a consumer. run is
+        how a sync consumer runs layer coroutines (None: in this thread,
+        with the layer's sync methods).
         """
         try:
             match = self.resolve(message["path"])
         except Resolver404:
             logger.warning("No WebSocket consumer for %s.", message["path"])
             if message["type"] == "websocket.connect":
-                await self.reply(message, {"type": "websocket.close", "code": 1008})
-            return
+                return None, {"type": "websocket.close", "code": 1008}
+            return None, None
         consumer_class = getattr(match.func, "consumer_class", None)
         if consumer_class is None:
             logger.error(
@@ -88,32 +140,35 @@ class WebSocketDispatcher:
                 "ConsumerClass.as_consumer()).",
                 message["path"],
             )
-            return
-        consumer = None
+            return None, None
         # A copy: the cached match outlives the consumer.
         kwargs = dict(match.kwargs)
         try:
             if consumer_class.is_async:
                 consumer = consumer_class(message, self.layer, kwargs)
             else:
-                consumer = consumer_class(
-                    message, self.layer, kwargs, self.worker.call_from_thread
-                )
-            if message["type"] == "websocket.receive":
-                consumer.ack_seq = message["seq"]
-            if consumer_class.is_async:
-                await consumer.handle()
-            else:
-                await self.worker.run_consumer(consumer.handle)
+                consumer = consumer_class(message, self.layer, kwargs, run)
         except Exception:
-            logger.exception(
-                "WebSocket consumer %s failed on %s.",
-                consumer_class.__name__,
-                message["type"],
-            )
-            if message["type"] == "websocket.connect":
-                await self.reply(message, {"type": "websocket.close", "code": 1011})
-        return consumer
+            return None, self.consumer_failed(consumer_class, message)
+        if message["type"] == "websocket.receive":
+            consumer.ack_seq = message["seq"]
+        return consumer, None
+
+    @staticmethod
+    def consumer_failed(consumer, message):
+        """
+        Log the exception a consumer (or its class) raised; return what to
+        answer a handshake it failed on (None for other events).
+        """
+        consumer_class = consumer if isinstance(consumer, type) else type(consumer)
+        logger.exception(
+            "WebSocket consumer %s failed on %s.",
+            consumer_class.__name__,
+            message["type"],
+        )
+        if message["type"] == "websocket.connect":
+            return {"type": "websocket.close", "code": 1011}
+        return None
 
     async def reply(self, message, answer):
         """
@@ -126,7 +181,30 @@ class WebSocketDispatcher:
             self.layer, message["reply_channel"], answer, self.worker.stream_timeout
         )
         if not delivered:
-            logger.warning(
-                "Could not answer a WebSocket event on %s: the channel stayed full.",
-                message["reply_channel"],
-            )
+            self.undelivered(message)
+
+    def reply_sync(self, message, answer):
+        """reply() from a receiving thread."""
+        delivered = send_control_sync(
+            self.layer, message["reply_channel"], answer, self.worker.stream_timeout
+        )
+        if not delivered:
+            self.undelivered(message)
+
+    @staticmethod
+    def undelivered(message):
+        logger.warning(
+            "Could not answer a WebSocket event on %s: the channel stayed full.",
+            message["reply_channel"],
+        )
+
+
+def _consumer_classes(patterns):
+    """Yield the consumer class of each route in patterns, include()s too."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _consumer_classes(pattern.url_patterns)
+        else:
+            consumer_class = getattr(pattern.callback, "consumer_class", None)
+            if consumer_class is not None:
+                yield consumer_class

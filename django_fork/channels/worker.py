@@ -6,10 +6,11 @@ takes a message only when it is free to handle it, so a busy worker leaves
 messages on the layer for idle ones. A consumer that raises, or a message
 that does not decode, is logged and dropped: the worker goes on.
 
-Sync consumers and Django's views are served by threads that take their
-next message with the layer's blocking receive, run the consumer and send
-the reply from the same thread, with no event loop on the way, when the
-layer can block on their channels (can_receive_sync()): a hand-off between
+Sync consumers and Django's views (and WebSocket events, when every
+WebSocket consumer is sync) are served by threads that take their next
+message with the layer's blocking receive, run the consumer and send the
+reply from the same thread, with no event loop on the way, when the layer
+can block on their channels (can_receive_sync()): a hand-off between
 the event loop and a thread costs a context switch or two each way, about
 as much as the view itself. The event loop runs the async consumers, the
 parts of a request that are async by nature (a body in chunks, a streamed
@@ -148,7 +149,8 @@ class Worker:
             channel
             for channel in self.channels
             if (
-                hasattr(self.routes[channel], "serve_in_thread")
+                getattr(self.routes[channel], "can_serve_in_thread", True)
+                and hasattr(self.routes[channel], "serve_in_thread")
                 or not is_async(self.routes[channel])
             )
             and self.layer.can_receive_sync([channel])
@@ -344,6 +346,10 @@ class Worker:
         request_finished do for views.
         """
         return await self.run_sync(_with_fresh_connections, func, *args)
+
+    def run_consumer_here(self, func, *args):
+        """run_consumer() in this thread, a receiving thread."""
+        return _with_fresh_connections(func, *args)
 
     async def run_sync(self, func, *args):
         """Run func in the worker's thread pool and return its result."""

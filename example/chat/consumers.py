@@ -27,11 +27,7 @@ class ChatConsumer(WebsocketConsumer):
             # page (which says why): refuse the handshake (403).
             self.close()
             return
-        self._run(
-            self.channel_layer.group_add(
-                room_group(self.kwargs["room"]), self.reply_channel
-            )
-        )
+        self.group_add(room_group(self.kwargs["room"]))
         self.accept()
 
     def receive(self, text_data=None, bytes_data=None):
@@ -46,8 +42,4 @@ class ChatConsumer(WebsocketConsumer):
             )
 
     def disconnect(self, code):
-        self._run(
-            self.channel_layer.group_discard(
-                room_group(self.kwargs["room"]), self.reply_channel
-            )
-        )
+        self.group_discard(room_group(self.kwargs["room"]))

@@ -244,3 +244,40 @@ class WorkerThreadTests(RedisTestCase):
             streamed[2], b"".join(b"%d:" % i + b"x" * 20000 for i in range(40))
         )
         self.assertEqual(astreamed, (200, astreamed[1], b"async-0;async-1;async-2;"))
+
+    def test_websocket_events_in_receiving_threads(self):
+        """
+        With sync consumers only, WebSocket frames over Redis are handled and
+        answered in the receiving threads, in order, groups included.
+        """
+        from websocket_tests.test_threads import WEBSOCKET_CHANNELS, running_worker
+        from websocket_tests.tests import Socket
+
+        layer = get_channel_layer()
+        self.addCleanup(layer.close_sync)
+
+        async def main():
+            async with running_worker() as worker:
+                app = InterfaceApplication()
+                echo = Socket(app, "/ws/two/")
+                self.assertEqual((await echo.connect())["type"], "websocket.accept")
+                for n in range(10):
+                    await echo.send_text(str(n))
+                texts = [(await echo.receive())["text"] for _ in range(20)]
+                grouped = Socket(app, "/ws/own-then-group/")
+                await grouped.connect()
+                await grouped.send_text("x")
+                own, group = await grouped.receive(), await grouped.receive()
+                await echo.disconnect()
+                await grouped.disconnect()
+            return worker, texts, own["text"], group["text"]
+
+        with self.settings(ALLOWED_HOSTS=["testserver"]):
+            worker, texts, own, group = asyncio.run(main())
+        self.assertTrue(WEBSOCKET_CHANNELS <= set(worker.thread_channels))
+        self.assertEqual(worker.hops, 0)
+        expected = []
+        for n in range(10):
+            expected += ["a:%d" % n, "b:%d" % n]
+        self.assertEqual(texts, expected)
+        self.assertEqual((own, group), ("own:x", "group:x"))

@@ -190,3 +190,8 @@ class KwargsConsumer(WebsocketConsumer):
     def receive(self, text_data=None, bytes_data=None):
         self.send(text_data=json.dumps(self.kwargs))
         self.kwargs["room"] = "changed"
+
+
+class FailingConnect(WebsocketConsumer):
+    def connect(self):
+        raise RuntimeError("consumer bug on connect")
