@@ -43,7 +43,8 @@ help:
 	@echo "  prefix-check   after every patch: import its modules, run only the"
 	@echo "                 test apps it adds (minutes, not bisect-check's hour)"
 	@echo "  branch-lint    black, isort, flake8 on the files the series changes"
-	@echo "  upstream-full  Django's whole suite, branch vs stock (slow)"
+	@echo "  upstream-full  Django's whole suite, branch vs stock (slow;"
+	@echo "                 STOCK_LOG=FILE: an earlier stock run's log)"
 	@echo "  branch-docs    Django's docs build and spelling check in ./branch,"
 	@echo "                 failing on warnings that stock docs lack"
 	@echo "  DJANGO=6.1.3   any of these on Django 6.1.3 (./branch-6.1.3)"
@@ -129,7 +130,8 @@ branch-lint:
 	$(MAKE_PATCHES) branch-lint
 
 upstream-full:
-	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) upstream-full
+	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) upstream-full \
+		$(if $(STOCK_LOG),--stock-log $(STOCK_LOG))
 
 branch-docs:
 	PARALLEL=$(PARALLEL) $(MAKE_PATCHES) branch-docs

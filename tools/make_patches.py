@@ -51,6 +51,7 @@ Commands (the Makefile wraps them):
                                     (--from N, --to N: only those)
     make_patches.py branch-lint     black, isort, flake8 on the changed files
     make_patches.py upstream-full   Django's whole suite, branch vs stock
+                                    (--stock-log FILE: stock's earlier log)
     make_patches.py branch-docs     Django's docs build (html, spelling) in
                                     ./branch: no warning that stock lacks
     --django 6.1.3                  any command on that base instead
@@ -6887,12 +6888,22 @@ def cmd_upstream_full(args):
         branch_requirements() + FULL_SUITE_DEPS,
         ".installed-full",
     )
-    stock = clone_base(BUILD_DIR / "stock")
     runs = {}
-    for name, repo, env in (
-        ("stock", stock, {"PYTHONPATH": str(stock)}),
-        ("branch", BRANCH_DIR, {}),
-    ):
+    targets = [("branch", BRANCH_DIR, {})]
+    if args.stock_log:
+        # The stock release's suite does not change with the series: the
+        # log of an earlier run on this base can stand for it.
+        stock_log = Path(args.stock_log)
+        if not stock_log.is_file():
+            raise Error("--stock-log %s: no such file" % stock_log)
+        runs["stock"] = stock_log.read_text(errors="replace")
+        if "Testing against Django installed in" not in runs["stock"]:
+            raise Error("--stock-log %s is not a log of runtests.py" % stock_log)
+        print("stock: %s (reused: %s)" % (summary(runs["stock"]), stock_log))
+    else:
+        stock = clone_base(BUILD_DIR / "stock")
+        targets.insert(0, ("stock", stock, {"PYTHONPATH": str(stock)}))
+    for name, repo, env in targets:
         log_file = BUILD_DIR / ("full-%s.log" % name)
         print(
             "%s: runtests.py --parallel %s (log: %s)" % (name, TEST_PARALLEL, log_file)
@@ -6954,6 +6965,12 @@ def main(argv=None):
         type=int,
         metavar="N",
         help="bisect-check: stop after patch N",
+    )
+    parser.add_argument(
+        "--stock-log",
+        metavar="FILE",
+        help="upstream-full: compare with this log of an earlier stock run of "
+        "the same base instead of running stock again",
     )
     args = parser.parse_args(argv)
     command = "check" if args.check else args.command
