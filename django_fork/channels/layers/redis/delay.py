@@ -88,7 +88,12 @@ class DelayMixin:
                     continue
                 if due >= 0:
                     wait = min(wait, max(0.0, (due - now) / 1000))
+            # asyncio.wait(), not wait_for(): before Python 3.12, wait_for()
+            # returns, swallowing a cancellation, if the event is set as the
+            # task is cancelled; the loop would then outlive its event loop's
+            # shutdown.
+            event = asyncio.ensure_future(state.release_event.wait())
             try:
-                await asyncio.wait_for(state.release_event.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait([event], timeout=wait)
+            finally:
+                event.cancel()
