@@ -6911,6 +6911,15 @@ def cmd_upstream_full(args):
         status, output, elapsed = runtests(repo, [], env, log_file)
         runs[name] = output
         print("%s: %s in %.0fs" % (name, summary(output), elapsed), flush=True)
+    unfinished = [
+        name
+        for name, output in runs.items()
+        if not re.search(r"^(OK|FAILED)\b", output, re.M)
+    ]
+    if unfinished:
+        # A run that was killed or crashed has no failures to compare.
+        print("upstream-full: FAILED (%s did not finish)" % " and ".join(unfinished))
+        return 1
     new = sorted(failures(runs["branch"]) - failures(runs["stock"]))
     gone = sorted(failures(runs["stock"]) - failures(runs["branch"]))
     print(
