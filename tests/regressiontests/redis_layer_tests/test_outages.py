@@ -7,6 +7,9 @@ import asyncio
 import os
 import tempfile
 import time
+from unittest import skipUnless
+
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from django_fork.channels.exceptions import ChannelLayerUnavailable
 
@@ -156,6 +159,44 @@ class OutageTests(RedisTestCase):
             log = f.read()
         self.assertIn("is unreachable", log)
         self.assertIn("is reachable again", log)
+
+
+class WatchdogTests(RedisTestCase):
+    async def start_hanging_command(self, layer):
+        """Return a task running a command that never gets an answer."""
+        await layer.send("warm", {"n": 1})
+        state = layer._states[asyncio.get_running_loop()]
+        started = asyncio.Event()
+
+        async def hang(link):
+            started.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(state.command(layer._single, hang))
+        await started.wait()
+        return state, task
+
+    async def test_unanswered_command_times_out(self):
+        layer = self.layer(socket_timeout=0.3)
+        _, task = await self.start_hanging_command(layer)
+        with self.assertRaisesMessage(RedisTimeoutError, "did not answer within 0.3 s"):
+            await asyncio.wait_for(task, 5)
+
+    @skipUnless(hasattr(asyncio.Task, "uncancel"), "Python 3.11+")
+    async def test_cancellation_is_not_taken_for_a_timeout(self):
+        """
+        A command cancelled from outside (asyncio.run() ending, say) just as
+        the watchdog times it out raises CancelledError, not a timeout that a
+        loop would retry: the loop must end.
+        """
+        layer = self.layer()
+        state, task = await self.start_hanging_command(layer)
+        # The watchdog's cancellation, and one from outside.
+        state.expired.add(task)
+        task.cancel()
+        task.cancel()
+        with self.assertRaises(asyncio.CancelledError):
+            await task
 
 
 class ShardOutageTests(RedisTestCase):

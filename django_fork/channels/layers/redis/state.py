@@ -17,6 +17,17 @@ from .pump import Pump
 WATCH_INTERVAL = 0.25
 
 
+def _uncancel(task):
+    """
+    Withdraw one cancellation of task (the watchdog's); return whether
+    another is still pending (Python 3.11+: one from outside, such as
+    asyncio.run() cancelling the tasks left at its end, which must not be
+    swallowed).
+    """
+    uncancel = getattr(task, "uncancel", None)
+    return uncancel is not None and uncancel() > 0
+
+
 class LoopState:
     """The clients and pumps of the layer in one event loop."""
 
@@ -96,7 +107,9 @@ class LoopState:
             if task not in self.expired:
                 raise
             timed_out = True
-            getattr(task, "uncancel", int)()
+            if _uncancel(task):
+                # Cancelled from outside as well: that cancellation wins.
+                raise
             raise RedisTimeoutError(
                 "Redis shard %s did not answer within %s s."
                 % (shard.name, self.layer.socket_timeout)
@@ -112,7 +125,8 @@ class LoopState:
                     try:
                         await asyncio.sleep(0)
                     except asyncio.CancelledError:
-                        getattr(task, "uncancel", int)()
+                        if _uncancel(task):
+                            raise
 
     def _watch(self):
         """Cancel commands that outlived socket_timeout (every 0.25 s)."""
