@@ -13,6 +13,7 @@ consumer held back for that: an echo costs one layer send, not two.
 
 import collections
 import logging
+import threading
 
 from django.urls import Resolver404, URLResolver
 
@@ -42,6 +43,7 @@ class WebSocketDispatcher:
         self.routing = routing
         # path -> ResolverMatch, the least recently used first.
         self._matches = collections.OrderedDict()
+        self._matches_lock = threading.Lock()
         self.can_serve_in_thread = not any(
             consumer_class.is_async
             for consumer_class in _consumer_classes(routing.websocket_urlpatterns)
@@ -108,14 +110,18 @@ class WebSocketDispatcher:
     def resolve(self, path):
         """Return the route match of path; raise Resolver404 for none."""
         matches = self._matches
-        match = matches.get(path)
-        if match is not None:
-            matches.move_to_end(path)
-            return match
+        # Receiving threads share the cache: one could evict the path
+        # between another's get() and move_to_end().
+        with self._matches_lock:
+            match = matches.get(path)
+            if match is not None:
+                matches.move_to_end(path)
+                return match
         match = self.routing.resolve_websocket(path)
-        matches[path] = match
-        if len(matches) > ROUTE_CACHE_SIZE:
-            matches.popitem(last=False)
+        with self._matches_lock:
+            matches[path] = match
+            if len(matches) > ROUTE_CACHE_SIZE:
+                matches.popitem(last=False)
         return match
 
     def prepare(self, message, run):
