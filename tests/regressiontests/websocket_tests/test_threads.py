@@ -4,23 +4,20 @@ sync consumer, a frame is received, handled and answered in one thread,
 with the layer's sync methods and no hop to the event loop.
 """
 
-import asyncio
 import logging
 
 from django.test import SimpleTestCase, override_settings
 
 from django_fork.channels.interface import InterfaceApplication
-from django_fork.channels.layers import get_channel_layer
 from django_fork.channels.messages import (
     WEBSOCKET_CONNECT_CHANNEL,
     WEBSOCKET_DISCONNECT_CHANNEL,
     WEBSOCKET_RECEIVE_CHANNEL,
 )
-from django_fork.channels.routing import Routing
 from django_fork.channels.worker import Worker
 
-from . import consumers
-from .tests import Socket, layers
+from .tests import Socket, assert_frames_in_order, layers
+from .tests import running_worker as worker_of
 
 WEBSOCKET_CHANNELS = {
     WEBSOCKET_CONNECT_CHANNEL,
@@ -39,19 +36,8 @@ class CountingWorker(Worker):
         return super().call_from_thread(coroutine)
 
 
-class running_worker:
-    def __init__(self, routing="websocket_tests.sync_routing", threads=4):
-        self.worker = CountingWorker(
-            get_channel_layer(), routing=Routing.from_setting(routing), threads=threads
-        )
-
-    async def __aenter__(self):
-        self.task = asyncio.ensure_future(self.worker.run())
-        return self.worker
-
-    async def __aexit__(self, *exc_info):
-        self.worker.stop()
-        await asyncio.wait_for(self.task, 10)
+def running_worker(routing="websocket_tests.sync_routing", threads=4):
+    return worker_of(threads, routing, worker=CountingWorker)
 
 
 @override_settings(
@@ -84,26 +70,7 @@ class ReceivingThreadTests(SimpleTestCase):
 
     async def test_frames_of_each_socket_stay_in_order(self):
         """20 sockets x 100 frames, 4 receiving threads: each in order."""
-        consumers.seen.clear()
-        app = InterfaceApplication()
-        frames = 100
-        async with running_worker(threads=4):
-            sockets = [Socket(app, "/ws/order/") for _ in range(20)]
-            for socket in sockets:
-                await socket.connect()
-
-            async def send_all(socket):
-                for n in range(frames):
-                    await socket.send_text(str(n))
-
-            await asyncio.gather(*(send_all(socket) for socket in sockets))
-            for _ in range(1000):
-                if sum(map(len, consumers.seen.values())) == 20 * frames:
-                    break
-                await asyncio.sleep(0.01)
-        self.assertEqual(len(consumers.seen), 20)
-        for numbers in consumers.seen.values():
-            self.assertEqual(numbers, list(range(frames)))
+        await assert_frames_in_order(self, running_worker(threads=4), frames=100)
 
     async def test_two_frames_per_frame_keep_their_order(self):
         async with running_worker():

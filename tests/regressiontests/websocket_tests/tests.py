@@ -66,11 +66,9 @@ class Socket:
 
 
 class running_worker:
-    def __init__(self, threads=4):
-        self.worker = Worker(
-            get_channel_layer(),
-            routing=Routing.from_setting("websocket_tests.routing"),
-            threads=threads,
+    def __init__(self, threads=4, routing="websocket_tests.routing", worker=Worker):
+        self.worker = worker(
+            get_channel_layer(), routing=Routing.from_setting(routing), threads=threads
         )
 
     async def __aenter__(self):
@@ -80,6 +78,32 @@ class running_worker:
     async def __aexit__(self, *exc_info):
         self.worker.stop()
         await asyncio.wait_for(self.task, 10)
+
+
+async def assert_frames_in_order(testcase, worker, sockets=20, frames=200):
+    """
+    Send frames 0..frames - 1 on each of sockets sockets at once through the
+    running_worker worker; the order consumer must see each socket's in order.
+    """
+    consumers.seen.clear()
+    app = InterfaceApplication()
+    async with worker:
+        connected = [Socket(app, "/ws/order/") for _ in range(sockets)]
+        for socket in connected:
+            await socket.connect()
+
+        async def send_all(socket):
+            for n in range(frames):
+                await socket.send_text(str(n))
+
+        await asyncio.gather(*(send_all(socket) for socket in connected))
+        for _ in range(1000):
+            if sum(map(len, consumers.seen.values())) == sockets * frames:
+                break
+            await asyncio.sleep(0.01)
+    testcase.assertEqual(len(consumers.seen), sockets)
+    for numbers in consumers.seen.values():
+        testcase.assertEqual(numbers, list(range(frames)))
 
 
 @override_settings(CHANNEL_LAYERS=layers(capacity=5000), ALLOWED_HOSTS=["testserver"])
@@ -154,26 +178,7 @@ class WebSocketTests(SimpleTestCase):
 
     async def test_frames_of_each_socket_stay_in_order(self):
         """20 sockets x 200 frames through 4 worker threads: each in order."""
-        consumers.seen.clear()
-        app = InterfaceApplication()
-        frames = 200
-        async with running_worker(threads=4):
-            sockets = [Socket(app, "/ws/order/") for _ in range(20)]
-            for socket in sockets:
-                await socket.connect()
-
-            async def send_all(socket):
-                for n in range(frames):
-                    await socket.send_text(str(n))
-
-            await asyncio.gather(*(send_all(socket) for socket in sockets))
-            for _ in range(1000):
-                if sum(map(len, consumers.seen.values())) == 20 * frames:
-                    break
-                await asyncio.sleep(0.01)
-        self.assertEqual(len(consumers.seen), 20)
-        for numbers in consumers.seen.values():
-            self.assertEqual(numbers, list(range(frames)))
+        await assert_frames_in_order(self, running_worker(threads=4), frames=200)
 
     async def test_group_broadcast(self):
         """A frame sent to the group reaches every member socket."""
