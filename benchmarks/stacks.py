@@ -384,8 +384,11 @@ def gunicorn(workers):
     return argv
 
 
-def uvicorn(app):
+def uvicorn(app, workers=1):
+    """uvicorn serving app; workers > 1 adds --workers (one socket, shared)."""
+
     def argv(port):
+        extra = ["--workers", str(workers)] if workers > 1 else []
         return [
             sys.executable,
             "-m",
@@ -399,6 +402,7 @@ def uvicorn(app):
             "warning",
             "--lifespan",
             "off",
+            *extra,
             app,
         ]
 

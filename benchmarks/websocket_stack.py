@@ -1,9 +1,10 @@
 """
-Side-by-side WebSocket benchmarks: the channel path over Redis and in
-runstack, Channels 4.3 over channels_redis 4.3, and a bare ASGI floor, all
-running the same consumer logic (benchmarks/project/benchproject/ws.py,
-ws_peer.py, ws_floor.py): /ws/echo/ sends every frame back, a frame on
-/ws/group/ goes to every socket of /ws/group/ (a group of the layer).
+Side-by-side WebSocket benchmarks: the channel path over Redis (with one
+and with two interface processes) and in runstack, Channels 4.3 over
+channels_redis 4.3, and a bare ASGI floor, all running the same consumer
+logic (benchmarks/project/benchproject/ws.py, ws_peer.py, ws_floor.py):
+/ws/echo/ sends every frame back, a frame on /ws/group/ goes to every
+socket of /ws/group/ (a group of the layer).
 
 (Named websocket_stack.py, not websockets.py: a module of that name here
 would shadow the websockets library for benchmarks/impolite.py.)
@@ -49,7 +50,7 @@ import stacks
 
 MB = 1024 * 1024
 
-SETUPS = ("redis", "runstack", "channels", "floor")
+SETUPS = ("redis", "redis2", "runstack", "channels", "floor")
 
 
 def ws_setups(threads=4, stack_threads=4):
@@ -67,6 +68,18 @@ def ws_setups(threads=4, stack_threads=4):
             description="uvicorn hosting get_interface_application(), 1 "
             "runworker --threads %d, RedisChannelLayer on a private "
             "redis-server; sync consumers of benchproject/ws.py" % threads,
+        ),
+        stacks.Stack(
+            "redis2",
+            "uvicorn --workers 2 interface + runworker/Redis",
+            stacks.uvicorn("benchproject.asgi_interface:application", workers=2),
+            fork_env,
+            worker=stacks.runworker(threads),
+            workers=1,
+            redis=True,
+            description="the redis setup with two uvicorn worker processes "
+            "(one per core) hosting the interface, sharing one listening "
+            "socket; the same runworker and redis-server arrangement",
         ),
         stacks.Stack(
             "runstack",
@@ -410,7 +423,11 @@ def goals(results):
 
     lines = ["Goals (issue 17, WebSockets), evaluated on this run:"]
     peer, floor = "channels", "floor"
-    for key, name in (("redis", "over Redis"), ("runstack", "runstack, info")):
+    for key, name in (
+        ("redis", "over Redis"),
+        ("redis2", "over Redis, 2 interface processes"),
+        ("runstack", "runstack, info"),
+    ):
         rate, base = value(key, "rate"), value(peer, "rate")
         if rate is not None and base:
             lines.append(
