@@ -42,6 +42,7 @@ SIZE_SETTINGS = {
     "CHANNEL_MAX_REQUEST_BODY_SIZE": True,
 }
 LOCAL_MEMORY_CACHE = "django.core.cache.backends.locmem.LocMemCache"
+LAYER_KEYS = ("BACKEND", "LOCATION", "OPTIONS")
 
 
 def _is_positive_real(value):
@@ -142,6 +143,24 @@ def _layer_errors(alias, config):
                 hint="For example {'BACKEND': "
                 "'django_fork.channels.layers.inmemory.InMemoryChannelLayer'}.",
                 id="channels.E002",
+            )
+        ]
+    unknown = sorted(str(key) for key in config if key not in LAYER_KEYS)
+    if unknown:
+        # An ignored key would leave the layer on its defaults (a Redis layer
+        # on localhost:6379) without a word.
+        hint = "A layer's configuration takes BACKEND, LOCATION and OPTIONS."
+        if "CONFIG" in unknown:
+            hint += (
+                " Channels' CONFIG is OPTIONS here, and its 'hosts' is "
+                "LOCATION (a redis:// URL, or a list of them)."
+            )
+        return [
+            Error(
+                "CHANNEL_LAYERS[%r] has unknown keys: %s."
+                % (alias, ", ".join(unknown)),
+                hint=hint,
+                id="channels.E012",
             )
         ]
     from django_fork.channels.layers.base import BaseChannelLayer

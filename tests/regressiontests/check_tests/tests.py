@@ -64,6 +64,17 @@ class ChannelLayersCheckTests(CheckMixin, SimpleTestCase):
         (error,) = self.assertChecks("channels.E002")
         self.assertIn("redis://127.0.0.1:6390/0", error.msg)
 
+    @override_settings(
+        CHANNEL_LAYERS=layers(
+            BACKEND=REDIS, CONFIG={"hosts": [("127.0.0.1", 6390)]}, TIMEOUT=5
+        )
+    )
+    def test_unknown_keys(self):
+        """Channels' CONFIG would be ignored: the layer would use 6379."""
+        (error,) = self.assertChecks("channels.E012")
+        self.assertIn("CONFIG, TIMEOUT", error.msg)
+        self.assertIn("CONFIG is OPTIONS here", error.hint)
+
     @override_settings(CHANNEL_LAYERS=layers(BACKEND="channels.layers.NoSuchLayer"))
     def test_unimportable_backend(self):
         (error,) = self.assertChecks("channels.E003")
